@@ -66,7 +66,10 @@ pub fn encode_frame<T: Serialize>(
     if len > max_frame || u32::try_from(len).is_err() {
         body.truncate(start);
         *out = body;
-        return Err(CodecError::FrameTooLarge { len, max: max_frame });
+        return Err(CodecError::FrameTooLarge {
+            len,
+            max: max_frame,
+        });
     }
     body[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
     *out = body;
@@ -106,7 +109,10 @@ pub fn frame_len(buf: &[u8], max_frame: usize) -> Result<Option<usize>, CodecErr
     };
     let len = u32::from_le_bytes(*header) as usize;
     if len > max_frame {
-        return Err(CodecError::FrameTooLarge { len, max: max_frame });
+        return Err(CodecError::FrameTooLarge {
+            len,
+            max: max_frame,
+        });
     }
     Ok(Some(len))
 }
@@ -136,7 +142,11 @@ pub struct FrameReader {
 impl FrameReader {
     /// A reader that refuses frames above `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        Self { buf: Vec::new(), start: 0, max_frame }
+        Self {
+            buf: Vec::new(),
+            start: 0,
+            max_frame,
+        }
     }
 
     /// Adds received bytes.
@@ -229,7 +239,13 @@ mod tests {
     fn oversized_header_is_refused_before_the_body_arrives() {
         let header = (1u32 << 30).to_le_bytes();
         let r: Result<Option<(ClientMessage, usize)>, _> = decode_frame(&header, 1024);
-        assert_eq!(r, Err(CodecError::FrameTooLarge { len: 1 << 30, max: 1024 }));
+        assert_eq!(
+            r,
+            Err(CodecError::FrameTooLarge {
+                len: 1 << 30,
+                max: 1024
+            })
+        );
     }
 
     #[test]
@@ -243,7 +259,10 @@ mod tests {
                 federates: vec![],
             },
         };
-        assert!(matches!(encode_frame(&big, &mut out, 1024), Err(CodecError::FrameTooLarge { .. })));
+        assert!(matches!(
+            encode_frame(&big, &mut out, 1024),
+            Err(CodecError::FrameTooLarge { .. })
+        ));
         assert_eq!(out, vec![9]);
     }
 
@@ -268,7 +287,10 @@ mod tests {
         for id in 0..5 {
             let m = ClientMessage {
                 id,
-                request: Request::Advance { kind: AdvanceKind::NextEvent, time: SimTime::ZERO },
+                request: Request::Advance {
+                    kind: AdvanceKind::NextEvent,
+                    time: SimTime::ZERO,
+                },
             };
             encode_frame(&m, &mut stream, DEFAULT_MAX_FRAME).unwrap();
         }

@@ -13,6 +13,9 @@ pub mod message;
 pub mod model;
 pub mod time;
 
-pub use message::{AdvanceKind, Callback, ClientMessage, Order, Payload, Request, Response, RtiError, ServerMessage};
+pub use message::{
+    AdvanceKind, Callback, ClientMessage, Order, Payload, Request, Response, RtiError,
+    ServerMessage,
+};
 pub use model::ObjectModel;
 pub use time::{SimDuration, SimTime, TimeError};

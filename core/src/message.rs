@@ -147,7 +147,10 @@ impl AdvanceKind {
 
     /// Whether the grant may come while messages at the grant time can still arrive.
     pub fn is_available(self) -> bool {
-        matches!(self, Self::TimeAdvanceAvailable | Self::NextEventAvailable | Self::FlushQueue)
+        matches!(
+            self,
+            Self::TimeAdvanceAvailable | Self::NextEventAvailable | Self::FlushQueue
+        )
     }
 
     /// Whether the grant time may be earlier than the request (the next event variants).
@@ -380,11 +383,11 @@ pub enum Response {
         /// Its name.
         name: String,
     },
-    /// Time regulation enabled.
-    TimeRegulationEnabled {
+    /// Time regulation enabled or its lookahead changed.
+    Regulation {
         /// The federate's logical time.
         time: SimTime,
-        /// Its first bound: no timestamped send below this.
+        /// Its bound now: no timestamped send below this.
         bound: SimTime,
     },
     /// The advance or constrained request is accepted; its grant comes as a callback.
@@ -401,6 +404,8 @@ pub enum Callback {
     TimeAdvanceGrant {
         /// New logical time.
         time: SimTime,
+        /// The federate's bound from now on when it is regulating: no timestamped send below it.
+        bound: Option<SimTime>,
     },
     /// The federate is now time-constrained.
     TimeConstrainedEnabled {
@@ -422,6 +427,8 @@ pub enum Callback {
     Reflect {
         /// Instance.
         object: ObjectInstanceHandle,
+        /// Its class.
+        class: ObjectClassHandle,
         /// Values, in the order sent.
         values: Vec<(AttributeHandle, Payload)>,
         /// Timestamp, when sent with one.
@@ -550,7 +557,9 @@ pub enum RtiError {
     #[error("`{0}` is not published by this federate: publish it first")]
     NotPublished(String),
     /// A timestamped send below the sender's bound.
-    #[error("timestamp {timestamp} is below this federate's bound {bound} (logical time plus lookahead): send at {bound} or later")]
+    #[error(
+        "timestamp {timestamp} is below this federate's bound {bound} (logical time plus lookahead): send at {bound} or later"
+    )]
     SendBelowBound {
         /// The refused timestamp.
         timestamp: SimTime,
@@ -613,7 +622,10 @@ mod tests {
 
     #[test]
     fn payload_debug_hides_contents() {
-        assert_eq!(format!("{:?}", Payload::from(&b"secret"[..])), "Payload(6 bytes)");
+        assert_eq!(
+            format!("{:?}", Payload::from(&b"secret"[..])),
+            "Payload(6 bytes)"
+        );
     }
 
     #[test]

@@ -330,7 +330,9 @@ fn check_members(class: &str, members: &[String]) -> Result<(), ModelError> {
 
 fn is_identifier(part: &str) -> bool {
     !part.is_empty()
-        && part.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        && part
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]
@@ -346,7 +348,10 @@ mod tests {
     #[test]
     fn resolves_names_to_handles() {
         let model = grid();
-        assert_eq!(model.resolve_attribute("Grid.Bus.voltage"), Ok((ObjectClassHandle(0), AttributeHandle(0))));
+        assert_eq!(
+            model.resolve_attribute("Grid.Bus.voltage"),
+            Ok((ObjectClassHandle(0), AttributeHandle(0)))
+        );
         let trip = model.interaction_class("Grid.Trip").unwrap();
         assert_eq!(model.parameter(trip, "breaker"), Ok(ParameterHandle(0)));
     }
@@ -356,13 +361,19 @@ mod tests {
         let model = grid();
         assert_eq!(
             model.resolve_attribute("Grid.Bus.current"),
-            Err(ModelError::UnknownAttribute { class: "Grid.Bus".into(), attribute: "current".into() })
+            Err(ModelError::UnknownAttribute {
+                class: "Grid.Bus".into(),
+                attribute: "current".into()
+            })
         );
         assert_eq!(
             model.resolve_attribute("Grid.Line.current"),
             Err(ModelError::UnknownObjectClass("Grid.Line".into()))
         );
-        assert_eq!(model.resolve_attribute("voltage"), Err(ModelError::NotAnAttributePath("voltage".into())));
+        assert_eq!(
+            model.resolve_attribute("voltage"),
+            Err(ModelError::NotAnAttributePath("voltage".into()))
+        );
         assert!(model.object_class_def(ObjectClassHandle(9)).is_err());
     }
 
@@ -370,12 +381,24 @@ mod tests {
     fn validation_rejects_duplicates_and_bad_names() {
         assert!(grid().validate().is_ok());
         let dup = grid().with_object_class("Grid.Bus", ["x"]);
-        assert_eq!(dup.validate(), Err(ModelError::Duplicate("Grid.Bus".into())));
+        assert_eq!(
+            dup.validate(),
+            Err(ModelError::Duplicate("Grid.Bus".into()))
+        );
         let dup_attr = ObjectModel::new().with_object_class("A", ["x", "x"]);
-        assert_eq!(dup_attr.validate(), Err(ModelError::Duplicate("A.x".into())));
+        assert_eq!(
+            dup_attr.validate(),
+            Err(ModelError::Duplicate("A.x".into()))
+        );
         let empty_part = ObjectModel::new().with_object_class("Grid..Bus", ["x"]);
-        assert!(matches!(empty_part.validate(), Err(ModelError::InvalidName(_))));
+        assert!(matches!(
+            empty_part.validate(),
+            Err(ModelError::InvalidName(_))
+        ));
         let dotted_attr = ObjectModel::new().with_object_class("A", ["x.y"]);
-        assert!(matches!(dotted_attr.validate(), Err(ModelError::InvalidName(_))));
+        assert!(matches!(
+            dotted_attr.validate(),
+            Err(ModelError::InvalidName(_))
+        ));
     }
 }

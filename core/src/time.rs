@@ -52,7 +52,9 @@ pub enum TimeError {
         value: String,
     },
     /// Text that is not a time.
-    #[error("`{text}` is not a simulation time: write seconds such as `1.5`, `1.5s`, `20ms`, `5us` or `100ns`")]
+    #[error(
+        "`{text}` is not a simulation time: write seconds such as `1.5`, `1.5s`, `20ms`, `5us` or `100ns`"
+    )]
     Syntax {
         /// The text that failed to parse.
         text: String,
@@ -148,7 +150,9 @@ impl SimTime {
     /// [`TimeError::Negative`] when `earlier` is later than `self`.
     pub fn duration_since(self, earlier: SimTime) -> Result<SimDuration, TimeError> {
         if earlier > self {
-            return Err(TimeError::Negative { value: format!("{self} - {earlier}") });
+            return Err(TimeError::Negative {
+                value: format!("{self} - {earlier}"),
+            });
         }
         Ok(SimDuration(self.0.abs_diff(earlier.0)))
     }
@@ -205,7 +209,9 @@ impl SimDuration {
     /// [`TimeError::NotFinite`], [`TimeError::Negative`] or [`TimeError::Overflow`].
     pub fn from_secs_f64(secs: f64) -> Result<Self, TimeError> {
         if secs < 0.0 {
-            return Err(TimeError::Negative { value: format!("{secs} s") });
+            return Err(TimeError::Negative {
+                value: format!("{secs} s"),
+            });
         }
         let t = SimTime::from_secs_f64(secs)?;
         Ok(Self(t.0.unsigned_abs()))
@@ -279,7 +285,9 @@ impl fmt::Debug for SimDuration {
 
 /// Parses decimal text with a unit into ticks, exactly (no floating point).
 fn parse_ticks(text: &str) -> Result<i64, TimeError> {
-    let syntax = || TimeError::Syntax { text: text.to_owned() };
+    let syntax = || TimeError::Syntax {
+        text: text.to_owned(),
+    };
     let trimmed = text.trim();
     if trimmed == "end" {
         return Ok(i64::MAX);
@@ -302,7 +310,9 @@ fn parse_ticks(text: &str) -> Result<i64, TimeError> {
     };
     let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
     let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part)
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
     {
         return Err(syntax());
     }
@@ -342,7 +352,9 @@ impl FromStr for SimDuration {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ticks = parse_ticks(s)?;
         if ticks < 0 {
-            return Err(TimeError::Negative { value: s.to_owned() });
+            return Err(TimeError::Negative {
+                value: s.to_owned(),
+            });
         }
         Ok(Self(ticks.unsigned_abs()))
     }
@@ -365,12 +377,24 @@ mod tests {
 
     #[test]
     fn parses_units_exactly() {
-        assert_eq!("1.5".parse::<SimTime>(), Ok(SimTime::from_ticks(1_500_000_000)));
-        assert_eq!("1.5s".parse::<SimTime>(), Ok(SimTime::from_ticks(1_500_000_000)));
-        assert_eq!("20ms".parse::<SimTime>(), Ok(SimTime::from_ticks(20_000_000)));
+        assert_eq!(
+            "1.5".parse::<SimTime>(),
+            Ok(SimTime::from_ticks(1_500_000_000))
+        );
+        assert_eq!(
+            "1.5s".parse::<SimTime>(),
+            Ok(SimTime::from_ticks(1_500_000_000))
+        );
+        assert_eq!(
+            "20ms".parse::<SimTime>(),
+            Ok(SimTime::from_ticks(20_000_000))
+        );
         assert_eq!("0.5us".parse::<SimTime>(), Ok(SimTime::from_ticks(500)));
         assert_eq!("7ns".parse::<SimDuration>(), Ok(SimDuration::from_ticks(7)));
-        assert_eq!("-2s".parse::<SimTime>(), Ok(SimTime::from_ticks(-2_000_000_000)));
+        assert_eq!(
+            "-2s".parse::<SimTime>(),
+            Ok(SimTime::from_ticks(-2_000_000_000))
+        );
         assert_eq!("end".parse::<SimTime>(), Ok(SimTime::END));
     }
 
@@ -382,7 +406,10 @@ mod tests {
                 "{text:?} parsed"
             );
         }
-        assert!(matches!("-1s".parse::<SimDuration>(), Err(TimeError::Negative { .. })));
+        assert!(matches!(
+            "-1s".parse::<SimDuration>(),
+            Err(TimeError::Negative { .. })
+        ));
         assert!(matches!(
             "99999999999999999999".parse::<SimTime>(),
             Err(TimeError::Overflow { .. })
@@ -396,12 +423,18 @@ mod tests {
             near_end.checked_add(SimDuration::from_ticks(2)),
             Err(TimeError::Overflow { .. })
         ));
-        assert_eq!(near_end.saturating_add(SimDuration::from_ticks(2)), SimTime::END);
+        assert_eq!(
+            near_end.saturating_add(SimDuration::from_ticks(2)),
+            SimTime::END
+        );
         assert!(SimTime::from_secs(i64::MAX / 2).is_err());
         assert!(SimTime::from_secs_f64(f64::NAN).is_err());
         assert!(SimTime::from_secs_f64(1e300).is_err());
         assert!(SimDuration::from_secs_f64(-1.0).is_err());
-        assert_eq!(SimTime::from_secs_f64(0.1), Ok(SimTime::from_ticks(100_000_000)));
+        assert_eq!(
+            SimTime::from_secs_f64(0.1),
+            Ok(SimTime::from_ticks(100_000_000))
+        );
     }
 
     #[test]
@@ -410,7 +443,10 @@ mod tests {
         let b = SimTime::from_ticks(25);
         assert_eq!(b.duration_since(a), Ok(SimDuration::from_ticks(15)));
         assert!(a.duration_since(b).is_err());
-        assert_eq!(SimTime::END.duration_since(SimTime::MIN).map(|d| d.ticks()), Ok(u64::MAX));
+        assert_eq!(
+            SimTime::END.duration_since(SimTime::MIN).map(|d| d.ticks()),
+            Ok(u64::MAX)
+        );
     }
 
     proptest! {
