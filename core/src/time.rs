@@ -114,7 +114,7 @@ impl SimTime {
         }
         let ticks = (secs * TICKS_PER_SECOND as f64).round();
         // i64::MAX is not exactly representable as f64; the comparison is against 2^63.
-        if ticks >= 9.223_372_036_854_776e18 || ticks < -9.223_372_036_854_776e18 {
+        if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&ticks) {
             return Err(overflow(format!("{secs} s")));
         }
         Ok(Self(ticks as i64))

@@ -42,6 +42,8 @@ pub struct FederateStatus {
     pub state: FederateState,
     /// Timestamped messages queued for it.
     pub queued: usize,
+    /// Timestamp of the earliest of those.
+    pub earliest_queued: Option<SimTime>,
 }
 
 /// Whether a federate is granted or waiting for a grant.

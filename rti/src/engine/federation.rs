@@ -222,7 +222,7 @@ impl Federation {
         request: Request,
         out: &mut Outbox,
     ) -> Result<Response, RtiError> {
-        let result = match request {
+        match request {
             Request::PublishObjectClass { class, attributes } => {
                 self.declare_attributes(id, class, attributes, true)
             }
@@ -282,7 +282,12 @@ impl Federation {
             }
             Request::ModifyLookahead { lookahead } => self.modify_lookahead(id, lookahead),
             Request::EnableTimeConstrained => {
-                self.time.enable_constrained(id)?;
+                if self.time.enable_constrained(id)?
+                    && let Some(connection) = self.connection(id)
+                {
+                    let time = self.time.time(id);
+                    out.push(connection, Callback::TimeConstrainedEnabled { time });
+                }
                 Ok(Response::Pending)
             }
             Request::DisableTimeConstrained => {
@@ -307,8 +312,7 @@ impl Federation {
             Request::AchieveSyncPoint { label } => self.achieve_sync_point(id, label, out),
             // Join is the only other request the engine passes on: this one has joined.
             _ => Err(RtiError::AlreadyJoined(self.name.clone())),
-        };
-        result
+        }
     }
 
     /// Grants every advance that has become safe and confirms pending constrained requests.
@@ -841,6 +845,7 @@ impl Federation {
                     None => FederateState::Granted,
                 },
                 queued: f.queue.len(),
+                earliest_queued: f.queue.first_key_value().map(|(k, _)| k.0),
             })
             .collect();
         federates.sort_by(|a, b| a.name.cmp(&b.name));

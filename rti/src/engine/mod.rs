@@ -79,6 +79,8 @@ pub struct Engine {
     next_federation: u64,
     sessions: HashMap<ConnectionId, Session>,
     outbox: Outbox,
+    /// Callbacks produced while handling a request, queued after its response.
+    scratch: Outbox,
 }
 
 impl Engine {
@@ -158,12 +160,14 @@ impl Engine {
             (_, None) => Err(RtiError::NotJoined(name.to_owned())),
             (request, Some((key, federate))) => match self.federations.get_mut(&key) {
                 Some(federation) => {
-                    let result = federation.handle(federate, request, &mut self.outbox);
-                    // Answer first, then the grants that the request made possible.
+                    let result = federation.handle(federate, request, &mut self.scratch);
                     if let Err(error) = &result {
                         debug!(%error, request = name, "request refused");
                     }
+                    // The answer first, then what the request caused, then the grants that it
+                    // made possible.
                     self.outbox.respond(connection, id, result);
+                    self.outbox.0.append(&mut self.scratch.0);
                     federation.settle(now, &mut self.outbox);
                     return;
                 }
@@ -174,6 +178,7 @@ impl Engine {
             debug!(%error, request = name, "request refused");
         }
         self.outbox.respond(connection, id, result);
+        self.outbox.0.append(&mut self.scratch.0);
     }
 
     /// The next message to send, if any.
@@ -262,7 +267,7 @@ impl Engine {
         let Some(target) = self.federations.get_mut(&key) else {
             return Err(RtiError::FederationNotFound(federation.to_owned()));
         };
-        let (id, response) = target.join(federate, connection, &mut self.outbox)?;
+        let (id, response) = target.join(federate, connection, &mut self.scratch)?;
         if let Some(session) = self.sessions.get_mut(&connection) {
             session.joined = Some((key, id));
         }

@@ -1,0 +1,350 @@
+//! Small federations with hand-checked outcomes.
+
+use fedtwin_core::message::{AdvanceKind, Callback, Order, Payload, Request, Response};
+use fedtwin_core::model::{
+    AttributeHandle, InteractionClassHandle, ObjectClassHandle, ParameterHandle,
+};
+use fedtwin_core::{ObjectModel, SimDuration, SimTime};
+use fedtwin_rti::FederateState;
+
+use crate::harness::Harness;
+
+fn t(ticks: i64) -> SimTime {
+    SimTime::from_ticks(ticks)
+}
+
+fn model() -> ObjectModel {
+    ObjectModel::new()
+        .with_object_class("Grid.Bus", ["voltage", "angle"])
+        .with_interaction_class("Ping", ["n"])
+}
+
+const PING: InteractionClassHandle = InteractionClassHandle(0);
+
+fn advance(kind: AdvanceKind, ticks: i64) -> Request {
+    Request::Advance {
+        kind,
+        time: t(ticks),
+    }
+}
+
+fn granted(callbacks: &[Callback]) -> Option<SimTime> {
+    callbacks.iter().find_map(|c| match c {
+        Callback::TimeAdvanceGrant { time, .. } => Some(*time),
+        _ => None,
+    })
+}
+
+/// Two zero-lookahead federates: with TAR each waits for the other forever, and the stall
+/// report names the cycle; with TARA both are granted.
+#[test]
+fn zero_lookahead_tar_deadlocks_visibly_and_tara_completes() {
+    let mut h = Harness::new();
+    h.create("zero", model());
+    let a = h.join("zero", "a", Some(SimDuration::ZERO), true);
+    let b = h.join("zero", "b", Some(SimDuration::ZERO), true);
+    h.request(a, advance(AdvanceKind::TimeAdvance, 1)).unwrap();
+    h.request(b, advance(AdvanceKind::TimeAdvance, 1)).unwrap();
+    assert_eq!(granted(&h.callbacks(a)), None);
+    assert_eq!(granted(&h.callbacks(b)), None);
+
+    let report = h.engine.stall_report("zero").unwrap();
+    assert_eq!(report.waits.len(), 2);
+    assert_eq!(report.cycle, Some(vec!["a".to_owned(), "b".to_owned()]));
+    assert_eq!(report.chain("a"), vec!["a", "b", "a"]);
+    assert!(
+        report.to_string().contains("wait-for cycle: a -> b -> a"),
+        "{report}"
+    );
+
+    let mut h = Harness::new();
+    h.create("zero", model());
+    let a = h.join("zero", "a", Some(SimDuration::ZERO), true);
+    let b = h.join("zero", "b", Some(SimDuration::ZERO), true);
+    for step in 1..=5 {
+        h.request(a, advance(AdvanceKind::TimeAdvanceAvailable, step))
+            .unwrap();
+        h.request(b, advance(AdvanceKind::TimeAdvanceAvailable, step))
+            .unwrap();
+        assert_eq!(granted(&h.callbacks(a)), Some(t(step)));
+        assert_eq!(granted(&h.callbacks(b)), Some(t(step)));
+    }
+    assert_eq!(h.engine.stall_report("zero").unwrap().waits, vec![]);
+}
+
+/// Zero lookahead with NERA: a message sent at the current time is received before the
+/// receiver moves past it.
+#[test]
+fn zero_lookahead_nera_exchanges_messages_at_the_same_time() {
+    let mut h = Harness::new();
+    h.create("zero", model());
+    let a = h.join("zero", "a", Some(SimDuration::ZERO), true);
+    let b = h.join("zero", "b", Some(SimDuration::ZERO), true);
+    h.request(a, Request::PublishInteraction { class: PING })
+        .unwrap();
+    h.request(b, Request::SubscribeInteraction { class: PING })
+        .unwrap();
+    h.request(b, advance(AdvanceKind::NextEventAvailable, 50))
+        .unwrap();
+    assert_eq!(granted(&h.callbacks(b)), None);
+    let ping = Request::SendInteraction {
+        class: PING,
+        parameters: vec![(ParameterHandle(0), Payload::from(vec![1]))],
+        timestamp: Some(t(0)),
+    };
+    h.request(a, ping).unwrap();
+    let got = h.callbacks(b);
+    assert!(
+        matches!(
+            got.as_slice(),
+            [Callback::ReceiveInteraction { order: Order::Timestamp, .. }, Callback::TimeAdvanceGrant { time, .. }]
+                if *time == t(0)
+        ),
+        "{got:?}"
+    );
+}
+
+/// NER is granted at the earliest queued message, TAR at its request, and the queue is
+/// delivered in (timestamp, sender, sequence) order whatever the arrival order.
+#[test]
+fn next_event_and_delivery_order() {
+    let mut h = Harness::new();
+    h.create("grid", model());
+    let zed = h.join("grid", "zed", Some(SimDuration::from_ticks(10)), false);
+    let amy = h.join("grid", "amy", Some(SimDuration::from_ticks(10)), false);
+    let rx = h.join("grid", "rx", None, true);
+    for c in [zed, amy] {
+        h.request(c, Request::PublishInteraction { class: PING })
+            .unwrap();
+    }
+    h.request(rx, Request::SubscribeInteraction { class: PING })
+        .unwrap();
+    let ping = |n: u8, at: i64| Request::SendInteraction {
+        class: PING,
+        parameters: vec![(ParameterHandle(0), Payload::from(vec![n]))],
+        timestamp: Some(t(at)),
+    };
+    // zed sends first, but amy's message at the same time sorts before it by name.
+    h.request(zed, ping(1, 30)).unwrap();
+    h.request(zed, ping(2, 20)).unwrap();
+    h.request(amy, ping(3, 30)).unwrap();
+    h.request(amy, ping(4, 20)).unwrap();
+    h.request(rx, advance(AdvanceKind::NextEvent, 100)).unwrap();
+    // Both senders are granted at 0 with bound 10: GALT 10 holds rx back.
+    assert_eq!(granted(&h.callbacks(rx)), None);
+    let status = h.engine.status("grid", h.now).unwrap();
+    let rx_status = status.federates.iter().find(|f| f.name == "rx").unwrap();
+    assert_eq!(rx_status.earliest_queued, Some(t(20)));
+    assert_eq!(
+        rx_status.state,
+        FederateState::Advancing {
+            kind: AdvanceKind::NextEvent,
+            time: t(100)
+        }
+    );
+
+    for c in [zed, amy] {
+        h.request(c, advance(AdvanceKind::TimeAdvance, 25)).unwrap();
+    }
+    let order = |callbacks: &[Callback]| -> Vec<(u8, String)> {
+        callbacks
+            .iter()
+            .filter_map(|c| match c {
+                Callback::ReceiveInteraction {
+                    parameters, sender, ..
+                } => Some((parameters[0].1.as_bytes()[0], sender.to_string())),
+                _ => None,
+            })
+            .collect()
+    };
+    let got = h.callbacks(rx);
+    assert_eq!(order(&got), vec![(4, "amy".into()), (2, "zed".into())]);
+    assert_eq!(granted(&got), Some(t(20)));
+
+    // The senders' bounds are now 35: TAR(30) is granted with both messages stamped 30.
+    h.request(rx, advance(AdvanceKind::TimeAdvance, 30))
+        .unwrap();
+    let got = h.callbacks(rx);
+    assert_eq!(order(&got), vec![(3, "amy".into()), (1, "zed".into())]);
+    assert_eq!(granted(&got), Some(t(30)));
+}
+
+/// Subscribers discover objects, receive only subscribed attributes, and see objects removed
+/// when their owner resigns.
+#[test]
+fn objects_are_discovered_reflected_and_removed() {
+    let mut h = Harness::new();
+    h.create("grid", model());
+    let owner = h.join("grid", "owner", None, false);
+    let late = h.join("grid", "late", None, false);
+    let early = h.join("grid", "early", None, false);
+    let bus = ObjectClassHandle(0);
+    let (voltage, angle) = (AttributeHandle(0), AttributeHandle(1));
+    h.request(
+        early,
+        Request::SubscribeObjectClass {
+            class: bus,
+            attributes: vec![voltage],
+        },
+    )
+    .unwrap();
+    h.request(
+        owner,
+        Request::PublishObjectClass {
+            class: bus,
+            attributes: vec![voltage, angle],
+        },
+    )
+    .unwrap();
+    let Ok(Response::ObjectRegistered { object, .. }) = h.request(
+        owner,
+        Request::RegisterObject {
+            class: bus,
+            name: Some("bus7".into()),
+        },
+    ) else {
+        panic!("register failed")
+    };
+    assert!(matches!(
+        h.callbacks(early).as_slice(),
+        [Callback::DiscoverObject { name, owner, .. }] if name == "bus7" && &**owner == "owner"
+    ));
+    h.request(
+        late,
+        Request::SubscribeObjectClass {
+            class: bus,
+            attributes: vec![angle],
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        h.callbacks(late).as_slice(),
+        [Callback::DiscoverObject { .. }]
+    ));
+
+    h.request(
+        owner,
+        Request::UpdateAttributes {
+            object,
+            values: vec![
+                (voltage, Payload::from(vec![1])),
+                (angle, Payload::from(vec![2])),
+            ],
+            timestamp: None,
+        },
+    )
+    .unwrap();
+    let reflected = |callbacks: Vec<Callback>| match callbacks.as_slice() {
+        [
+            Callback::Reflect {
+                values,
+                order: Order::Receive,
+                ..
+            },
+        ] => values.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        other => panic!("expected one reflection, got {other:?}"),
+    };
+    assert_eq!(reflected(h.callbacks(early)), vec![voltage]);
+    assert_eq!(reflected(h.callbacks(late)), vec![angle]);
+
+    h.request(owner, Request::Resign).unwrap();
+    for c in [early, late] {
+        assert!(
+            matches!(h.callbacks(c).as_slice(), [Callback::RemoveObject { object: o, .. }] if *o == object)
+        );
+    }
+    assert_eq!(h.engine.status("grid", h.now).unwrap().objects, 0);
+}
+
+/// A synchronization point releases everyone only when the last member achieves it, and a
+/// resigning member no longer holds it.
+#[test]
+fn synchronization_points_gather_the_federation() {
+    let mut h = Harness::new();
+    h.create("grid", model());
+    let a = h.join("grid", "a", None, false);
+    let b = h.join("grid", "b", None, false);
+    h.request(
+        a,
+        Request::RegisterSyncPoint {
+            label: "start".into(),
+            tag: Payload::default(),
+            federates: vec![],
+        },
+    )
+    .unwrap();
+    let c = h.join("grid", "c", None, false);
+    for x in [a, b] {
+        assert!(matches!(
+            h.callbacks(x).as_slice(),
+            [Callback::AnnounceSyncPoint { .. }]
+        ));
+    }
+    // The late joiner was announced as part of joining.
+    assert!(h.engine.status("grid", h.now).unwrap().sync_points == vec!["start".to_owned()]);
+    h.request(
+        a,
+        Request::AchieveSyncPoint {
+            label: "start".into(),
+        },
+    )
+    .unwrap();
+    h.request(
+        b,
+        Request::AchieveSyncPoint {
+            label: "start".into(),
+        },
+    )
+    .unwrap();
+    assert!(h.callbacks(a).is_empty());
+    assert_eq!(
+        h.request(
+            a,
+            Request::AchieveSyncPoint {
+                label: "start".into()
+            }
+        ),
+        Err(fedtwin_core::RtiError::SyncPointAlreadyAchieved(
+            "start".into()
+        ))
+    );
+    h.request(c, Request::Resign).unwrap();
+    for x in [a, b] {
+        assert!(matches!(
+            h.callbacks(x).as_slice(),
+            [Callback::FederationSynchronized { label }] if label == "start"
+        ));
+    }
+}
+
+/// A lowered lookahead does not let the bound fall; the federate outgrows the old promise.
+#[test]
+fn lowered_lookahead_keeps_earlier_promises() {
+    let mut h = Harness::new();
+    h.create("grid", model());
+    let a = h.join("grid", "a", Some(SimDuration::from_ticks(10)), true);
+    let b = h.join("grid", "b", None, true);
+    assert_eq!(
+        h.request(
+            a,
+            Request::ModifyLookahead {
+                lookahead: SimDuration::from_ticks(1)
+            }
+        ),
+        Ok(Response::Regulation {
+            time: t(0),
+            bound: t(10)
+        })
+    );
+    h.request(b, advance(AdvanceKind::TimeAdvance, 9)).unwrap();
+    assert_eq!(granted(&h.callbacks(b)), Some(t(9)));
+    assert_eq!(
+        h.request(b, Request::QueryGalt),
+        Ok(Response::Galt(Some(t(10))))
+    );
+    h.request(a, advance(AdvanceKind::TimeAdvance, 20)).unwrap();
+    assert_eq!(
+        h.request(b, Request::QueryGalt),
+        Ok(Response::Galt(Some(t(21))))
+    );
+}
