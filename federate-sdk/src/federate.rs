@@ -1,0 +1,992 @@
+//! The async federate.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedtwin_core::message::{
+    AdvanceKind, Callback, ClientMessage, Payload, Request, Response, ServerMessage,
+};
+use fedtwin_core::model::{
+    AttributeHandle, InteractionClassHandle, ObjectClassHandle, ObjectInstanceHandle,
+    ParameterHandle,
+};
+use fedtwin_core::{ObjectModel, RtiError, SimDuration, SimTime};
+use tracing::{debug, info};
+
+use crate::error::{Error, Result};
+use crate::link::{Connector, Link};
+use crate::values::{Delivery, Grant, Interaction, ObjectInstance, Received, Reflection, Values};
+
+/// How a federate joins: federation, name, object model and time management.
+///
+/// # Examples
+///
+/// ```
+/// use federate_sdk::{Federate, ObjectModel, SimDuration};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let rti = federate_sdk::EmbeddedRti::start()?;
+/// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+/// runtime.block_on(async {
+///     let model = ObjectModel::new().with_object_class("Grid.Bus", ["voltage"]);
+///     let mut grid = Federate::builder("demo", "grid")
+///         .create_federation(model)
+///         .time_regulating(SimDuration::from_millis(10)?)
+///         .time_constrained()
+///         .join(&rti)
+///         .await?;
+///     let grant = grid.step(SimDuration::from_millis(10)?).await?;
+///     assert_eq!(grant.time, grid.time());
+///     grid.resign().await?;
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct FederateBuilder {
+    federation: String,
+    name: String,
+    model: Option<ObjectModel>,
+    lookahead: Option<SimDuration>,
+    constrained: bool,
+    spin: Duration,
+}
+
+impl FederateBuilder {
+    pub(crate) fn new(federation: &str, name: &str) -> Self {
+        Self {
+            federation: federation.to_owned(),
+            name: name.to_owned(),
+            model: None,
+            lookahead: None,
+            constrained: false,
+            spin: Duration::from_micros(20),
+        }
+    }
+
+    /// Creates the federation with this object model unless it exists with the same model.
+    pub fn create_federation(mut self, model: ObjectModel) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// Makes the federate time-regulating: it promises never to send a timestamped message
+    /// earlier than its logical time plus `lookahead`.
+    pub fn time_regulating(mut self, lookahead: SimDuration) -> Self {
+        self.lookahead = Some(lookahead);
+        self
+    }
+
+    /// Makes the federate time-constrained: it receives timestamped messages in timestamp
+    /// order and never one from its past.
+    pub fn time_constrained(mut self) -> Self {
+        self.constrained = true;
+        self
+    }
+
+    /// How long to spin waiting for the RTI before parking the thread (default 20 us). Zero
+    /// suits many federates sharing few cores; spinning suits one federate per core.
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Connects, creates the federation if asked, joins and enables time management.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] naming the refused step (for example a federate name in use),
+    /// [`Error::Disconnected`] if the RTI is gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a dropped join may leave the federate joined until the connection,
+    /// dropped with it, closes.
+    pub async fn join(self, rti: impl Into<Connector>) -> Result<Federate> {
+        let link = Link::open(&rti.into(), self.spin)?;
+        let mut federate = Federate {
+            link,
+            state: State::default(),
+            name: self.name.clone(),
+            federation: self.federation.clone(),
+            model: Arc::new(ObjectModel::new()),
+            names: Names::default(),
+        };
+        if let Some(model) = self.model {
+            federate
+                .call(Request::CreateFederation {
+                    federation: self.federation.clone(),
+                    model,
+                    if_missing: true,
+                })
+                .await?;
+        }
+        let joined = federate
+            .call(Request::Join {
+                federation: self.federation.clone(),
+                federate: self.name.clone(),
+            })
+            .await?;
+        let Response::Joined { model, time, .. } = joined else {
+            return Err(unexpected("join", &joined));
+        };
+        federate.names = Names::new(&model);
+        federate.model = Arc::new(model);
+        federate.state.time = time;
+        if let Some(lookahead) = self.lookahead {
+            federate.enable_time_regulation(lookahead).await?;
+        }
+        if self.constrained {
+            federate.enable_time_constrained().await?;
+        }
+        info!(federation = %self.federation, federate = %self.name, "joined");
+        Ok(federate)
+    }
+}
+
+/// A joined federate. Methods take `&mut self`: one call at a time, as the protocol wants.
+///
+/// Updates and interactions are pipelined: they return once sent, and a refusal by the RTI
+/// (rare, since the SDK checks the same rules first) is reported by the next call as
+/// [`Error::EarlierRefused`].
+#[derive(Debug)]
+pub struct Federate {
+    link: Link,
+    state: State,
+    name: String,
+    federation: String,
+    model: Arc<ObjectModel>,
+    names: Names,
+}
+
+/// Everything learned from the RTI's messages.
+#[derive(Debug, Default)]
+struct State {
+    next_request: u64,
+    /// The request whose response a call is waiting for, and that response once it came.
+    awaiting: Option<u64>,
+    answer: Option<std::result::Result<Response, RtiError>>,
+    /// Pipelined requests not yet answered, oldest first.
+    unanswered: VecDeque<(u64, &'static str)>,
+    /// The first refusal of a pipelined request, reported by the next call.
+    deferred: Option<Error>,
+    time: SimTime,
+    bound: Option<SimTime>,
+    lookahead: Option<SimDuration>,
+    constrained: bool,
+    advancing: bool,
+    granted: Option<SimTime>,
+    deliveries: Vec<Delivery>,
+    objects: HashMap<ObjectInstanceHandle, ObjectInstance>,
+    owned: HashMap<ObjectInstanceHandle, ObjectClassHandle>,
+    published: HashMap<ObjectClassHandle, BTreeSet<AttributeHandle>>,
+    published_interactions: BTreeSet<InteractionClassHandle>,
+    announced: BTreeMap<String, Payload>,
+    synchronized: BTreeSet<String>,
+}
+
+/// Shared names of the object model, so that deliveries carry names without allocating.
+#[derive(Debug, Default)]
+struct Names {
+    classes: Vec<Arc<str>>,
+    attributes: Vec<Vec<Arc<str>>>,
+    interactions: Vec<Arc<str>>,
+    parameters: Vec<Vec<Arc<str>>>,
+}
+
+impl Names {
+    fn new(model: &ObjectModel) -> Self {
+        let names = |list: &[String]| list.iter().map(|n| Arc::from(n.as_str())).collect();
+        Self {
+            classes: model
+                .object_classes
+                .iter()
+                .map(|c| Arc::from(c.name.as_str()))
+                .collect(),
+            attributes: model
+                .object_classes
+                .iter()
+                .map(|c| names(&c.attributes))
+                .collect(),
+            interactions: model
+                .interaction_classes
+                .iter()
+                .map(|c| Arc::from(c.name.as_str()))
+                .collect(),
+            parameters: model
+                .interaction_classes
+                .iter()
+                .map(|c| names(&c.parameters))
+                .collect(),
+        }
+    }
+
+    fn class(&self, class: ObjectClassHandle) -> Arc<str> {
+        self.classes
+            .get(class.0 as usize)
+            .cloned()
+            .unwrap_or_else(|| class.to_string().into())
+    }
+
+    fn attribute(&self, class: ObjectClassHandle, attribute: AttributeHandle) -> Arc<str> {
+        self.attributes
+            .get(class.0 as usize)
+            .and_then(|a| a.get(attribute.0 as usize))
+            .cloned()
+            .unwrap_or_else(|| attribute.to_string().into())
+    }
+
+    fn interaction(&self, class: InteractionClassHandle) -> Arc<str> {
+        self.interactions
+            .get(class.0 as usize)
+            .cloned()
+            .unwrap_or_else(|| class.to_string().into())
+    }
+
+    fn parameter(&self, class: InteractionClassHandle, parameter: ParameterHandle) -> Arc<str> {
+        self.parameters
+            .get(class.0 as usize)
+            .and_then(|p| p.get(parameter.0 as usize))
+            .cloned()
+            .unwrap_or_else(|| parameter.to_string().into())
+    }
+}
+
+impl Federate {
+    /// Starts describing a federate named `name` in federation `federation`.
+    pub fn builder(federation: &str, name: &str) -> FederateBuilder {
+        FederateBuilder::new(federation, name)
+    }
+
+    /// This federate's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The federation's name.
+    pub fn federation(&self) -> &str {
+        &self.federation
+    }
+
+    /// The federation's object model.
+    pub fn model(&self) -> &ObjectModel {
+        &self.model
+    }
+
+    /// Logical time: the last grant.
+    pub fn time(&self) -> SimTime {
+        self.state.time
+    }
+
+    /// The earliest timestamp this federate may send with, when regulating.
+    pub fn bound(&self) -> Option<SimTime> {
+        self.state.bound
+    }
+
+    /// The lookahead, when regulating.
+    pub fn lookahead(&self) -> Option<SimDuration> {
+        self.state.lookahead
+    }
+
+    /// Publishes attributes given by full name, e.g. `["Grid.Bus.voltage"]`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Model`] for an unknown name, [`Error::Refused`] if the RTI refuses.
+    pub async fn publish(&mut self, attributes: &[&str]) -> Result<()> {
+        for (class, handles) in self.group_attributes(attributes)? {
+            self.call(Request::PublishObjectClass {
+                class,
+                attributes: handles.clone(),
+            })
+            .await?;
+            self.state
+                .published
+                .entry(class)
+                .or_default()
+                .extend(handles);
+        }
+        Ok(())
+    }
+
+    /// Subscribes to attributes given by full name. Existing objects of their classes are
+    /// discovered at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Model`] for an unknown name, [`Error::Refused`] if the RTI refuses.
+    pub async fn subscribe(&mut self, attributes: &[&str]) -> Result<()> {
+        for (class, handles) in self.group_attributes(attributes)? {
+            self.call(Request::SubscribeObjectClass {
+                class,
+                attributes: handles,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes an interaction class.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Model`] for an unknown class, [`Error::Refused`] if the RTI refuses.
+    pub async fn publish_interaction(&mut self, class: &str) -> Result<()> {
+        let class = self.model.interaction_class(class)?;
+        self.call(Request::PublishInteraction { class }).await?;
+        self.state.published_interactions.insert(class);
+        Ok(())
+    }
+
+    /// Subscribes to an interaction class.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Model`] for an unknown class, [`Error::Refused`] if the RTI refuses.
+    pub async fn subscribe_interaction(&mut self, class: &str) -> Result<()> {
+        let class = self.model.interaction_class(class)?;
+        self.call(Request::SubscribeInteraction { class }).await?;
+        Ok(())
+    }
+
+    /// Registers an object of a published class; the RTI names it when `name` is `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Model`], or [`Error::Refused`] (class not published, name in use).
+    pub async fn register_object(
+        &mut self,
+        class: &str,
+        name: Option<&str>,
+    ) -> Result<ObjectInstance> {
+        let class_handle = self.model.object_class(class)?;
+        let response = self
+            .call(Request::RegisterObject {
+                class: class_handle,
+                name: name.map(str::to_owned),
+            })
+            .await?;
+        let Response::ObjectRegistered { object, name } = response else {
+            return Err(unexpected("register object", &response));
+        };
+        self.state.owned.insert(object, class_handle);
+        Ok(ObjectInstance {
+            handle: object,
+            class: self.names.class(class_handle),
+            name: name.into(),
+        })
+    }
+
+    /// Deletes an owned object; subscribers see it removed (in timestamp order when a
+    /// timestamp is given by a regulating federate).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotOwned`], or [`Error::Refused`] for a timestamp below the bound.
+    pub async fn delete_object(
+        &mut self,
+        object: &ObjectInstance,
+        timestamp: Option<SimTime>,
+    ) -> Result<()> {
+        if !self.state.owned.contains_key(&object.handle) {
+            return Err(Error::NotOwned(object.name.to_string()));
+        }
+        self.check_bound("delete object", timestamp)?;
+        self.call(Request::DeleteObject {
+            object: object.handle,
+            timestamp,
+        })
+        .await?;
+        self.state.owned.remove(&object.handle);
+        Ok(())
+    }
+
+    /// Updates attributes of an owned object. Pipelined: returns once sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotOwned`], [`Error::Model`], [`Error::NotPublished`], [`Error::Refused`] for a
+    /// timestamp below the bound, or an earlier pipelined refusal.
+    pub fn update(
+        &mut self,
+        object: &ObjectInstance,
+        values: Values,
+        timestamp: Option<SimTime>,
+    ) -> Result<()> {
+        self.take_deferred()?;
+        let Some(&class) = self.state.owned.get(&object.handle) else {
+            return Err(Error::NotOwned(object.name.to_string()));
+        };
+        let published = self.state.published.get(&class);
+        let mut encoded = Vec::with_capacity(values.0.len());
+        for (name, payload) in values.0 {
+            let attribute = self.model.attribute(class, &name)?;
+            if !published.is_some_and(|p| p.contains(&attribute)) {
+                return Err(Error::NotPublished(format!("{}.{name}", object.class)));
+            }
+            encoded.push((attribute, payload));
+        }
+        self.check_bound("update attributes", timestamp)?;
+        self.pipeline(
+            "update attributes",
+            Request::UpdateAttributes {
+                object: object.handle,
+                values: encoded,
+                timestamp,
+            },
+        )
+    }
+
+    /// Sends an interaction of a published class. Pipelined: returns once sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Model`], [`Error::NotPublished`], [`Error::Refused`] for a timestamp below
+    /// the bound, or an earlier pipelined refusal.
+    pub fn send_interaction(
+        &mut self,
+        class: &str,
+        parameters: Values,
+        timestamp: Option<SimTime>,
+    ) -> Result<()> {
+        self.take_deferred()?;
+        let class_handle = self.model.interaction_class(class)?;
+        if !self.state.published_interactions.contains(&class_handle) {
+            return Err(Error::NotPublished(class.to_owned()));
+        }
+        let mut encoded = Vec::with_capacity(parameters.0.len());
+        for (name, payload) in parameters.0 {
+            encoded.push((self.model.parameter(class_handle, &name)?, payload));
+        }
+        self.check_bound("send interaction", timestamp)?;
+        self.pipeline(
+            "send interaction",
+            Request::SendInteraction {
+                class: class_handle,
+                parameters: encoded,
+                timestamp,
+            },
+        )
+    }
+
+    /// Becomes time-regulating with `lookahead`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] if already regulating or advancing.
+    pub async fn enable_time_regulation(&mut self, lookahead: SimDuration) -> Result<()> {
+        let response = self
+            .call(Request::EnableTimeRegulation { lookahead })
+            .await?;
+        let Response::Regulation { bound, .. } = response else {
+            return Err(unexpected("enable time regulation", &response));
+        };
+        self.state.bound = Some(bound);
+        self.state.lookahead = Some(lookahead);
+        Ok(())
+    }
+
+    /// Stops being time-regulating.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] if not regulating.
+    pub async fn disable_time_regulation(&mut self) -> Result<()> {
+        self.call(Request::DisableTimeRegulation).await?;
+        self.state.bound = None;
+        self.state.lookahead = None;
+        Ok(())
+    }
+
+    /// Changes the lookahead. A lower lookahead takes effect as the federate advances: the
+    /// bound already promised never moves back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] if not regulating.
+    pub async fn modify_lookahead(&mut self, lookahead: SimDuration) -> Result<()> {
+        let response = self.call(Request::ModifyLookahead { lookahead }).await?;
+        let Response::Regulation { bound, .. } = response else {
+            return Err(unexpected("modify lookahead", &response));
+        };
+        self.state.bound = Some(bound);
+        self.state.lookahead = Some(lookahead);
+        Ok(())
+    }
+
+    /// Becomes time-constrained, waiting until the RTI confirms (at once unless this federate
+    /// is ahead of what others may still send).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] if already constrained or advancing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the request stays pending at the RTI.
+    pub async fn enable_time_constrained(&mut self) -> Result<()> {
+        self.call(Request::EnableTimeConstrained).await?;
+        self.wait(|s| s.constrained).await
+    }
+
+    /// Stops being time-constrained; queued timestamped messages are delivered at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] if not constrained.
+    pub async fn disable_time_constrained(&mut self) -> Result<()> {
+        self.call(Request::DisableTimeConstrained).await?;
+        self.state.constrained = false;
+        Ok(())
+    }
+
+    /// Time advance request (TAR): granted at `time` once every timestamped message stamped at
+    /// or before `time` has been delivered.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] for a time in the past, [`Error::Disconnected`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if dropped after sending, the advance stays pending and
+    /// [`Federate::wait_for_grant`] collects its grant.
+    pub async fn advance_to(&mut self, time: SimTime) -> Result<Grant> {
+        self.advance(AdvanceKind::TimeAdvance, time).await
+    }
+
+    /// Time advance request available (TARA): like [`Federate::advance_to`], but messages
+    /// stamped exactly `time` may still arrive after the grant. Needed with zero lookahead.
+    ///
+    /// # Errors
+    ///
+    /// As [`Federate::advance_to`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Federate::advance_to`].
+    pub async fn advance_to_available(&mut self, time: SimTime) -> Result<Grant> {
+        self.advance(AdvanceKind::TimeAdvanceAvailable, time).await
+    }
+
+    /// Next event request (NER): granted at the earlier of `time` and the next timestamped
+    /// message, with the messages stamped at the grant.
+    ///
+    /// # Errors
+    ///
+    /// As [`Federate::advance_to`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Federate::advance_to`].
+    pub async fn next_event(&mut self, time: SimTime) -> Result<Grant> {
+        self.advance(AdvanceKind::NextEvent, time).await
+    }
+
+    /// Next event request available (NERA): like [`Federate::next_event`], allowing more
+    /// messages at the grant time to follow. Needed with zero lookahead.
+    ///
+    /// # Errors
+    ///
+    /// As [`Federate::advance_to`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Federate::advance_to`].
+    pub async fn next_event_available(&mut self, time: SimTime) -> Result<Grant> {
+        self.advance(AdvanceKind::NextEventAvailable, time).await
+    }
+
+    /// Flush queue request: every queued timestamped message now, then a grant at the
+    /// earliest of `time`, those messages' timestamps and what others may still send.
+    ///
+    /// # Errors
+    ///
+    /// As [`Federate::advance_to`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Federate::advance_to`].
+    pub async fn flush_queue(&mut self, time: SimTime) -> Result<Grant> {
+        self.advance(AdvanceKind::FlushQueue, time).await
+    }
+
+    /// One lock-step step: a time advance request to the current time plus `step`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Time`] if that passes the end of time, else as [`Federate::advance_to`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Federate::advance_to`].
+    pub async fn step(&mut self, step: SimDuration) -> Result<Grant> {
+        let time = self.state.time.checked_add(step)?;
+        self.advance_to(time).await
+    }
+
+    /// Waits for the grant of an advance whose call was cancelled.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] if no advance is pending, [`Error::Disconnected`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_for_grant(&mut self) -> Result<Grant> {
+        if !self.state.advancing {
+            return Err(Error::Protocol("no time advance is pending".into()));
+        }
+        self.wait(|s| s.granted.is_some()).await?;
+        Ok(self.collect_grant())
+    }
+
+    /// The GALT: no timestamped message below it can still arrive. `None` means nothing
+    /// constrains this federate.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`].
+    pub async fn galt(&mut self) -> Result<Option<SimTime>> {
+        match self.call(Request::QueryGalt).await? {
+            Response::Galt(galt) => Ok(galt),
+            other => Err(unexpected("query GALT", &other)),
+        }
+    }
+
+    /// Deliveries that have arrived without an advance (receive-order messages, discoveries),
+    /// without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`], or an earlier pipelined refusal.
+    pub fn take_deliveries(&mut self) -> Result<Vec<Delivery>> {
+        self.poll()?;
+        self.take_deferred()?;
+        Ok(std::mem::take(&mut self.state.deliveries))
+    }
+
+    /// Registers a synchronization point for `federates` (empty: the whole federation,
+    /// including federates that join later).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] if the label is in use or a federate is unknown.
+    pub async fn register_sync_point(&mut self, label: &str, federates: &[&str]) -> Result<()> {
+        self.call(Request::RegisterSyncPoint {
+            label: label.to_owned(),
+            tag: Payload::default(),
+            federates: federates.iter().map(|f| (*f).to_owned()).collect(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Waits until `label` is announced to this federate.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_for_sync_point(&mut self, label: &str) -> Result<()> {
+        self.wait(|s| s.announced.contains_key(label) || s.synchronized.contains(label))
+            .await
+    }
+
+    /// Reports reaching `label` (waiting for its announcement first) and waits until the
+    /// whole synchronization set has.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] if this federate is not in the point's set.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe while waiting for the announcement; after that the achievement is sent and
+    /// a second call is refused.
+    pub async fn synchronize(&mut self, label: &str) -> Result<()> {
+        self.wait_for_sync_point(label).await?;
+        self.call(Request::AchieveSyncPoint {
+            label: label.to_owned(),
+        })
+        .await?;
+        self.wait(|s| s.synchronized.contains(label)).await?;
+        self.state.announced.remove(label);
+        Ok(())
+    }
+
+    /// Leaves the federation; objects this federate owns are deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] or [`Error::Disconnected`].
+    pub async fn resign(mut self) -> Result<()> {
+        self.call(Request::Resign).await?;
+        info!(federation = %self.federation, federate = %self.name, "resigned");
+        Ok(())
+    }
+
+    async fn advance(&mut self, kind: AdvanceKind, time: SimTime) -> Result<Grant> {
+        if self.state.advancing {
+            return Err(Error::AdvancePending);
+        }
+        self.call_quietly(Request::Advance { kind, time }).await?;
+        self.state.advancing = true;
+        self.wait(|s| s.granted.is_some()).await?;
+        Ok(self.collect_grant())
+    }
+
+    fn collect_grant(&mut self) -> Grant {
+        let time = self.state.granted.take().unwrap_or(self.state.time);
+        self.state.advancing = false;
+        self.state.time = time;
+        Grant {
+            time,
+            deliveries: std::mem::take(&mut self.state.deliveries),
+        }
+    }
+
+    /// Sends a request and waits for its response. A pipelined refusal that arrived
+    /// meanwhile is reported instead, so that it surfaces as early as possible.
+    async fn call(&mut self, request: Request) -> Result<Response> {
+        let response = self.call_quietly(request).await?;
+        self.take_deferred()?;
+        Ok(response)
+    }
+
+    /// [`Federate::call`] leaving pipelined refusals that arrive meanwhile for the next call:
+    /// for requests whose outcome must not be lost, such as an advance.
+    async fn call_quietly(&mut self, request: Request) -> Result<Response> {
+        self.take_deferred()?;
+        let what = request.name();
+        let id = self.send(request)?;
+        self.state.awaiting = Some(id);
+        let waited = self.wait(|s| s.answer.is_some()).await;
+        self.state.awaiting = None;
+        waited?;
+        match self.state.answer.take() {
+            Some(Ok(response)) => Ok(response),
+            Some(Err(source)) => Err(Error::Refused {
+                request: what,
+                source,
+            }),
+            None => Err(Error::Protocol(format!("no response to {what}"))),
+        }
+    }
+
+    /// Sends a request whose response is only checked later.
+    fn pipeline(&mut self, what: &'static str, request: Request) -> Result<()> {
+        let id = self.send(request)?;
+        self.state.unanswered.push_back((id, what));
+        // Absorb what has arrived so that responses do not pile up in a long send loop.
+        self.poll()
+    }
+
+    fn send(&mut self, request: Request) -> Result<u64> {
+        self.state.next_request += 1;
+        let id = self.state.next_request;
+        self.link.send(ClientMessage { id, request })?;
+        Ok(id)
+    }
+
+    async fn wait(&mut self, done: impl Fn(&State) -> bool) -> Result<()> {
+        while !done(&self.state) {
+            let message = self.link.recv().await?;
+            self.state.absorb(message, &self.names)?;
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Result<()> {
+        while let Some(message) = self.link.try_recv()? {
+            self.state.absorb(message, &self.names)?;
+        }
+        Ok(())
+    }
+
+    fn take_deferred(&mut self) -> Result<()> {
+        match self.state.deferred.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// The rule the RTI applies to timestamped sends, checked here first so that the error
+    /// comes with the call that caused it.
+    fn check_bound(&self, request: &'static str, timestamp: Option<SimTime>) -> Result<()> {
+        if let (Some(timestamp), Some(bound)) = (timestamp, self.state.bound)
+            && timestamp < bound
+        {
+            return Err(Error::Refused {
+                request,
+                source: RtiError::SendBelowBound { timestamp, bound },
+            });
+        }
+        Ok(())
+    }
+
+    fn group_attributes(
+        &self,
+        attributes: &[&str],
+    ) -> Result<BTreeMap<ObjectClassHandle, Vec<AttributeHandle>>> {
+        let mut grouped: BTreeMap<ObjectClassHandle, Vec<AttributeHandle>> = BTreeMap::new();
+        for path in attributes {
+            let (class, attribute) = self.model.resolve_attribute(path)?;
+            grouped.entry(class).or_default().push(attribute);
+        }
+        Ok(grouped)
+    }
+}
+
+impl State {
+    fn absorb(&mut self, message: ServerMessage, names: &Names) -> Result<()> {
+        match message {
+            ServerMessage::Response { id, result } => self.on_response(id, result),
+            ServerMessage::Callback(callback) => {
+                self.on_callback(callback, names);
+                Ok(())
+            }
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        id: u64,
+        result: std::result::Result<Response, RtiError>,
+    ) -> Result<()> {
+        if self.awaiting == Some(id) {
+            self.answer = Some(result);
+            return Ok(());
+        }
+        match self.unanswered.pop_front() {
+            Some((expected, what)) if expected == id => {
+                if let Err(source) = result {
+                    debug!(%source, request = what, "pipelined request refused");
+                    self.deferred.get_or_insert(Error::EarlierRefused {
+                        request: what,
+                        source,
+                    });
+                }
+                Ok(())
+            }
+            _ => Err(Error::Protocol(format!("response to unknown request {id}"))),
+        }
+    }
+
+    fn on_callback(&mut self, callback: Callback, names: &Names) {
+        match callback {
+            Callback::TimeAdvanceGrant { time, bound } => {
+                self.granted = Some(time);
+                if bound.is_some() {
+                    self.bound = bound;
+                }
+            }
+            Callback::TimeConstrainedEnabled { .. } => self.constrained = true,
+            Callback::DiscoverObject {
+                object,
+                class,
+                name,
+                owner,
+            } => {
+                let instance = ObjectInstance {
+                    handle: object,
+                    class: names.class(class),
+                    name: name.into(),
+                };
+                self.objects.insert(object, instance.clone());
+                self.deliveries.push(Delivery::Discovered {
+                    object: instance,
+                    owner,
+                });
+            }
+            Callback::Reflect {
+                object,
+                class,
+                values,
+                timestamp,
+                order,
+                sender,
+            } => {
+                let object = self
+                    .objects
+                    .get(&object)
+                    .cloned()
+                    .unwrap_or_else(|| ObjectInstance {
+                        handle: object,
+                        class: names.class(class),
+                        name: object.to_string().into(),
+                    });
+                let values = values
+                    .into_iter()
+                    .map(|(attribute, payload)| (names.attribute(class, attribute), payload))
+                    .collect();
+                self.deliveries.push(Delivery::Reflection(Reflection {
+                    object,
+                    values: Received(values),
+                    timestamp,
+                    order,
+                    sender,
+                }));
+            }
+            Callback::ReceiveInteraction {
+                class,
+                parameters,
+                timestamp,
+                order,
+                sender,
+            } => {
+                let parameters = parameters
+                    .into_iter()
+                    .map(|(parameter, payload)| (names.parameter(class, parameter), payload))
+                    .collect();
+                self.deliveries.push(Delivery::Interaction(Interaction {
+                    class: names.interaction(class),
+                    parameters: Received(parameters),
+                    timestamp,
+                    order,
+                    sender,
+                }));
+            }
+            Callback::RemoveObject {
+                object,
+                timestamp,
+                sender,
+                ..
+            } => {
+                let instance = self
+                    .objects
+                    .remove(&object)
+                    .unwrap_or_else(|| ObjectInstance {
+                        handle: object,
+                        class: "?".into(),
+                        name: object.to_string().into(),
+                    });
+                self.deliveries.push(Delivery::Removed {
+                    object: instance,
+                    timestamp,
+                    sender,
+                });
+            }
+            Callback::AnnounceSyncPoint { label, tag } => {
+                self.announced.insert(label, tag);
+            }
+            Callback::FederationSynchronized { label } => {
+                self.synchronized.insert(label);
+            }
+            other => debug!(
+                ?other,
+                "callback not understood by this SDK version; ignored"
+            ),
+        }
+    }
+}
+
+fn unexpected(what: &str, response: &Response) -> Error {
+    Error::Protocol(format!("unexpected answer to {what}: {response:?}"))
+}

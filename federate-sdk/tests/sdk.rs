@@ -1,0 +1,262 @@
+//! The SDK against a real embedded RTI: federates on their own threads and tasks.
+
+use std::thread;
+
+use federate_sdk::{
+    Delivery, EmbeddedRti, Error, Federate, ObjectModel, Order, RtiError, SimDuration, SimTime,
+    Values,
+};
+
+fn model() -> ObjectModel {
+    ObjectModel::new()
+        .with_object_class("Grid.Bus", ["voltage", "angle"])
+        .with_interaction_class("Grid.Trip", ["breaker"])
+}
+
+fn secs(s: i64) -> SimTime {
+    SimTime::from_secs(s).unwrap()
+}
+
+fn one_second() -> SimDuration {
+    SimDuration::from_secs(1).unwrap()
+}
+
+/// A producer on one thread and a consumer on another, lock-stepping ten steps: the consumer
+/// sees every value at the step it was stamped for, in timestamp order.
+#[test]
+fn blocking_federates_exchange_timestamped_values_on_threads() {
+    let rti = EmbeddedRti::start().unwrap();
+    let mut grid = Federate::builder("lockstep", "grid")
+        .create_federation(model())
+        .time_regulating(one_second())
+        .time_constrained()
+        .join_blocking(&rti)
+        .unwrap();
+    let mut meter = Federate::builder("lockstep", "meter")
+        .create_federation(model())
+        .time_regulating(one_second())
+        .time_constrained()
+        .join_blocking(&rti)
+        .unwrap();
+    grid.publish(&["Grid.Bus.voltage"]).unwrap();
+    meter
+        .subscribe(&["Grid.Bus.voltage", "Grid.Bus.angle"])
+        .unwrap();
+    let bus = grid.register_object("Grid.Bus", Some("bus1")).unwrap();
+
+    let producer = thread::spawn(move || {
+        for step in 0..10 {
+            let at = grid.time().checked_add(one_second()).unwrap();
+            let values = Values::new()
+                .with("voltage", &(1.0 + f64::from(step) / 100.0))
+                .unwrap();
+            grid.update(&bus, values, Some(at)).unwrap();
+            let grant = grid.step(one_second()).unwrap();
+            assert_eq!(grant.time, at);
+        }
+        grid.resign().unwrap();
+    });
+
+    let mut seen = Vec::new();
+    let mut discovered = false;
+    for _ in 0..10 {
+        let grant = meter.step(one_second()).unwrap();
+        for delivery in grant.deliveries {
+            match delivery {
+                Delivery::Discovered { object, owner } => {
+                    assert_eq!((&*object.name, &*owner), ("bus1", "grid"));
+                    discovered = true;
+                }
+                Delivery::Reflection(r) => {
+                    assert_eq!(r.order, Order::Timestamp);
+                    assert_eq!(r.timestamp, Some(grant.time));
+                    assert!(r.values.try_get::<f64>("angle").unwrap().is_none());
+                    seen.push((grant.time, r.values.get::<f64>("voltage").unwrap()));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    producer.join().unwrap();
+    assert!(discovered);
+    let expected: Vec<(SimTime, f64)> = (0..10)
+        .map(|s| (secs(s + 1), 1.0 + f64::from(s as i32) / 100.0))
+        .collect();
+    assert_eq!(seen, expected);
+    meter.resign().unwrap();
+}
+
+/// The async API on a multi-threaded runtime: next-event stepping jumps to the next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_next_event_jumps_to_the_next_interaction() {
+    let rti = EmbeddedRti::start().unwrap();
+    let mut breaker = Federate::builder("events", "breaker")
+        .create_federation(model())
+        .time_regulating(one_second())
+        .join(&rti)
+        .await
+        .unwrap();
+    let mut relay = Federate::builder("events", "relay")
+        .create_federation(model())
+        .time_constrained()
+        .join(&rti)
+        .await
+        .unwrap();
+    breaker.publish_interaction("Grid.Trip").await.unwrap();
+    relay.subscribe_interaction("Grid.Trip").await.unwrap();
+    let trip = Values::new().with("breaker", "B7").unwrap();
+    breaker
+        .send_interaction("Grid.Trip", trip, Some(secs(42)))
+        .unwrap();
+    breaker.advance_to(secs(100)).await.unwrap();
+
+    let grant = relay.next_event(secs(1_000)).await.unwrap();
+    assert_eq!(grant.time, secs(42));
+    let trip = grant.interactions().next().unwrap();
+    assert_eq!(trip.parameters.get::<String>("breaker").unwrap(), "B7");
+    assert_eq!(&*trip.sender, "breaker");
+    // Nothing else is queued, but the breaker may still send from 101 on: the relay waits
+    // until the breaker leaves, then runs to its requested time.
+    assert_eq!(relay.galt().await.unwrap(), Some(secs(101)));
+    let (grant, resigned) = tokio::join!(relay.next_event(secs(1_000)), breaker.resign());
+    resigned.unwrap();
+    assert_eq!(grant.unwrap().time, secs(1_000));
+}
+
+#[test]
+fn bad_input_gets_typed_errors() {
+    let rti = EmbeddedRti::start().unwrap();
+    let mut f = Federate::builder("errors", "f")
+        .create_federation(model())
+        .time_regulating(SimDuration::from_secs(5).unwrap())
+        .join_blocking(&rti)
+        .unwrap();
+
+    // Unknown names are named.
+    let err = f.publish(&["Grid.Bus.current"]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "object class `Grid.Bus` has no attribute `current`"
+    );
+    assert!(matches!(
+        f.publish_interaction("Grid.Close"),
+        Err(Error::Model(_))
+    ));
+
+    // Sending what is not published.
+    f.publish(&["Grid.Bus.voltage"]).unwrap();
+    let bus = f.register_object("Grid.Bus", None).unwrap();
+    let angle = Values::new().with("angle", &0.1).unwrap();
+    assert!(matches!(
+        f.update(&bus, angle, None),
+        Err(Error::NotPublished(ref what)) if what == "Grid.Bus.angle"
+    ));
+    assert!(matches!(
+        f.send_interaction("Grid.Trip", Values::new(), None),
+        Err(Error::NotPublished(_))
+    ));
+
+    // Below the bound: refused with the call, with the RTI's own error.
+    let v = Values::new().with("voltage", &1.0).unwrap();
+    let err = f.update(&bus, v, Some(secs(4))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Refused { source: RtiError::SendBelowBound { timestamp, bound }, .. }
+                if timestamp == secs(4) && bound == secs(5)
+        ),
+        "{err}"
+    );
+
+    // A refusal only the RTI can see (a value given twice) comes back with the next call.
+    f.publish_interaction("Grid.Trip").unwrap();
+    let twice = Values::new()
+        .with("breaker", "a")
+        .unwrap()
+        .with("breaker", "b")
+        .unwrap();
+    f.send_interaction("Grid.Trip", twice, None).unwrap();
+    let err = f.galt().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::EarlierRefused {
+                source: RtiError::DuplicateValue(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // Advancing into the past, and past the end of time.
+    f.advance_to(secs(10)).unwrap();
+    assert!(matches!(
+        f.advance_to(secs(9)),
+        Err(Error::Refused {
+            source: RtiError::TimeInPast { .. },
+            ..
+        })
+    ));
+    assert!(matches!(
+        f.step(SimDuration::from_ticks(u64::MAX)),
+        Err(Error::Time(_))
+    ));
+
+    // The same name twice in a federation.
+    let taken = Federate::builder("errors", "f")
+        .join_blocking(&rti)
+        .unwrap_err();
+    assert!(matches!(
+        taken,
+        Error::Refused {
+            source: RtiError::FederateNameInUse { .. },
+            ..
+        }
+    ));
+    // A federation that does not exist.
+    let missing = Federate::builder("nowhere", "g")
+        .join_blocking(&rti)
+        .unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "join refused: no federation named `nowhere`: create it first"
+    );
+}
+
+/// A start barrier: nobody passes the synchronization point until everyone reached it.
+#[test]
+fn synchronization_point_releases_everyone_together() {
+    let rti = EmbeddedRti::start().unwrap();
+    let names = ["a", "b", "c"];
+    let mut federates: Vec<_> = names
+        .iter()
+        .map(|n| {
+            Federate::builder("sync", n)
+                .create_federation(model())
+                .join_blocking(&rti)
+                .unwrap()
+        })
+        .collect();
+    federates[0].register_sync_point("start", &[]).unwrap();
+    let handles: Vec<_> = federates
+        .into_iter()
+        .map(|mut f| thread::spawn(move || f.synchronize("start").map(|()| f)))
+        .collect();
+    for handle in handles {
+        handle.join().unwrap().unwrap().resign().unwrap();
+    }
+    let status = rti.status("sync").unwrap().unwrap();
+    assert!(status.federates.is_empty() && status.sync_points.is_empty());
+}
+
+/// Dropping the RTI makes pending and later calls fail with a typed error, not hang.
+#[test]
+fn a_stopped_rti_is_reported_not_waited_for() {
+    let rti = EmbeddedRti::start().unwrap();
+    let mut f = Federate::builder("gone", "f")
+        .create_federation(model())
+        .join_blocking(&rti)
+        .unwrap();
+    drop(rti);
+    assert!(matches!(f.advance_to(secs(1)), Err(Error::Disconnected)));
+}
