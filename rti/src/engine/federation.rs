@@ -342,7 +342,7 @@ impl Federation {
             self.time.set_earliest_queued(id, earliest);
             self.time.complete_grant(id, time);
             let bound = self.time.bound(id);
-            debug!(federation = %self.name, federate = id, %time, "grant");
+            debug!(federation = %self.name, federate = %federate.name, sim_time = %time, "granted");
             out.push(connection, Callback::TimeAdvanceGrant { time, bound });
             self.last_grant = Some(now);
         }
