@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod message;
 pub mod model;
+pub mod status;
 pub mod time;
 
 pub use message::{

@@ -326,6 +326,8 @@ pub enum Request {
         /// Label.
         label: String,
     },
+    /// The status of every federation this identity may administer.
+    Status,
 }
 
 impl Request {
@@ -357,6 +359,7 @@ impl Request {
             Self::QueryGalt => "query GALT",
             Self::RegisterSyncPoint { .. } => "register synchronization point",
             Self::AchieveSyncPoint { .. } => "achieve synchronization point",
+            Self::Status => "status",
         }
     }
 }
@@ -394,6 +397,13 @@ pub enum Response {
     Pending,
     /// The GALT, `None` when no federate can constrain this one.
     Galt(Option<SimTime>),
+    /// Federations and who waits for whom in each.
+    Status {
+        /// Each federation's state.
+        federations: Vec<crate::status::FederationStatus>,
+        /// Each federation's waits.
+        stalls: Vec<crate::status::StallReport>,
+    },
 }
 
 /// Something the RTI tells a federate unasked.
@@ -604,6 +614,29 @@ pub enum RtiError {
     /// The same attribute or parameter given twice in one message.
     #[error("`{0}` is given twice in one message")]
     DuplicateValue(String),
+    /// The policy does not grant this identity what it asked.
+    #[error(
+        "`{identity}` may not {permission} in federation `{federation}`: grant it in the RTI's policy"
+    )]
+    Denied {
+        /// Certificate identity.
+        identity: String,
+        /// What was asked, in words.
+        permission: String,
+        /// Federation (`*` for all).
+        federation: String,
+    },
+    /// Joining under a name other than the certificate's.
+    #[error("the certificate is issued to `{certificate}`, which cannot join as `{requested}`")]
+    IdentityMismatch {
+        /// Name in the certificate.
+        certificate: String,
+        /// Name asked for.
+        requested: String,
+    },
+    /// The RTI is shutting down.
+    #[error("the RTI is shutting down")]
+    ShuttingDown,
 }
 
 #[cfg(test)]

@@ -65,6 +65,12 @@ pub enum Error {
     /// The connection to the RTI is gone.
     #[error("the connection to the RTI closed")]
     Disconnected,
+    /// The RTI (or the network) ended the connection, for the reason given.
+    #[error("{0}")]
+    Closed(String),
+    /// The RTI could not be reached or its address is invalid.
+    #[error("cannot connect to the RTI: {0}")]
+    Connect(String),
     /// The RTI answered something the SDK did not expect.
     #[error("protocol violation: {0}")]
     Protocol(String),

@@ -105,7 +105,7 @@ impl FederateBuilder {
     /// Not cancel safe: a dropped join may leave the federate joined until the connection,
     /// dropped with it, closes.
     pub async fn join(self, rti: impl Into<Connector>) -> Result<Federate> {
-        let link = Link::open(&rti.into(), self.spin)?;
+        let link = Link::open(&rti.into(), self.spin).await?;
         let mut federate = Federate {
             link,
             state: State::default(),

@@ -40,17 +40,20 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod admin;
 pub mod blocking;
 mod error;
 mod federate;
 mod link;
 mod values;
 
+pub use admin::Admin;
 pub use error::{Error, Result};
 pub use federate::{Federate, FederateBuilder};
 pub use fedtwin_core::message::{AdvanceKind, Order};
 pub use fedtwin_core::model::ObjectInstanceHandle;
 pub use fedtwin_core::{ObjectModel, RtiError, SimDuration, SimTime, TimeError};
-pub use fedtwin_rti::{EmbeddedRti, FederationStatus, StallReport};
-pub use link::Connector;
+pub use fedtwin_rti::tls::TlsFiles;
+pub use fedtwin_rti::{EmbeddedRti, FederateState, FederateStatus, FederationStatus, StallReport};
+pub use link::{Connector, QuicTarget};
 pub use values::{Delivery, Grant, Interaction, ObjectInstance, Received, Reflection, Values};

@@ -1,10 +1,16 @@
 //! `fedtwin`: the one user-facing command.
+//!
+//! Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad usage.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use federate_sdk::SimDuration;
+use clap::{Parser, Subcommand, ValueEnum};
+use federate_sdk::{Admin, Connector, SimDuration, TlsFiles};
+use fedtwin_rti::config::RtiConfig;
+use fedtwin_rti::tls::{self, Role};
 use tracing::info;
 
 #[derive(Debug, Parser)]
@@ -14,20 +20,116 @@ use tracing::info;
     about = "Federated digital twins: an HLA-style RTI in Rust"
 )]
 struct Cli {
-    /// Log filter, e.g. `info` or `fedtwin_rti=debug` (RUST_LOG style).
+    /// Log filter, e.g. `info` or `fedtwin_rti=debug` (RUST_LOG syntax).
     #[arg(long, global = true, default_value = "warn")]
     log: String,
+
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs a built-in example federation on an embedded RTI.
+    /// Runs the RTI daemon: federates connect over QUIC with mutual TLS.
+    Rti {
+        /// Address to listen on, e.g. 0.0.0.0:4433 (overrides the config file).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Configuration file (rti.toml): certificates, policy, audit log, limits.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Certificate folder (overrides the config file; default `certs`).
+        #[arg(long)]
+        certs: Option<PathBuf>,
+    },
+    /// Creates the federation CA and issues certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Checks audit logs.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Shows the federations of a running daemon (needs an identity allowed to administer).
+    Status {
+        /// The daemon, e.g. quic://127.0.0.1:4433.
+        #[arg(long)]
+        rti: String,
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+    /// Runs a built-in example federation.
     Example {
         #[command(subcommand)]
         example: Example,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct IdentityArgs {
+    /// Folder with ca.pem and this identity's certificate and key.
+    #[arg(long, default_value = "certs")]
+    certs: PathBuf,
+    /// Certificate name to present.
+    #[arg(long)]
+    identity: String,
+    /// Name in the daemon's certificate.
+    #[arg(long, default_value = "rti")]
+    server_name: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Creates a federation CA in a folder.
+    Init {
+        /// Folder for ca.pem and ca.key.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issues a certificate signed by the folder's CA; its name is the holder's identity.
+    Issue {
+        /// Folder holding the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Identity (federate name, or `rti` for the daemon).
+        #[arg(long)]
+        name: String,
+        /// Role.
+        #[arg(long, value_enum, default_value_t = RoleArg::Federate)]
+        role: RoleArg,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Federate,
+    Admin,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verifies a hash-chained audit log; fails naming the first bad record.
+    Verify {
+        /// The log file.
+        file: PathBuf,
     },
 }
 
@@ -41,48 +143,269 @@ enum Example {
         /// Step size and lookahead, e.g. `100ms` or `0.5s`.
         #[arg(long, default_value = "100ms")]
         step: SimDuration,
+        /// A daemon to run against (quic://host:port); embedded when absent.
+        #[arg(long)]
+        rti: Option<String>,
+        /// Play one side only (one process per side); both when absent.
+        #[arg(long, value_enum)]
+        side: Option<Side>,
+        /// Folder with ca.pem and the `ping`/`pong` certificates (with --rti).
+        #[arg(long, default_value = "certs")]
+        certs: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Side {
+    Ping,
+    Pong,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-
-    match cli.command {
+    init_logging(&cli.log, cli.log_format);
+    let outcome = match cli.command {
+        Command::Rti {
+            listen,
+            config,
+            certs,
+        } => run_rti(listen, config, certs),
+        Command::Certs { command } => certs(command),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => audit_verify(&file),
+        Command::Status { rti, identity } => status(&rti, &identity),
         Command::Example {
-            example: Example::PingPong { steps, step },
-        } => ping_pong(steps, step),
-    }
-}
-
-fn ping_pong(steps: u32, step: SimDuration) -> ExitCode {
-    info!(steps, %step, "running ping-pong");
-    match ping_pong::run(steps, step) {
-        Ok(lines) => {
-            for line in lines {
-                let received: Vec<String> = line
-                    .received
-                    .iter()
-                    .map(|(count, at)| format!("received count {count} stamped {at}"))
-                    .collect();
-                println!(
-                    "{:>4} granted {:>8}  {}",
-                    line.federate,
-                    line.time.to_string(),
-                    received.join(", ")
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("error: ping-pong failed: {error}");
+            example:
+                Example::PingPong {
+                    steps,
+                    step,
+                    rti,
+                    side,
+                    certs,
+                },
+        } => ping_pong(steps, step, rti.as_deref(), side, certs),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn run_rti(
+    listen: Option<SocketAddr>,
+    config: Option<PathBuf>,
+    certs: Option<PathBuf>,
+) -> Result<(), String> {
+    let mut file = match &config {
+        Some(path) => RtiConfig::load(path).map_err(|e| e.to_string())?,
+        None => RtiConfig::default(),
+    };
+    if let Some(certs) = certs {
+        file.tls.dir = certs;
+    }
+    let daemon = file.daemon_config(listen)?;
+    runtime()?.block_on(async {
+        fedtwin_rti::daemon::serve(daemon, shutdown_signal(), |address| {
+            // Scripts and tests read the bound address (port 0 picks one) from this line.
+            println!("listening on {address}");
+            let _ = std::io::stdout().flush();
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    info!("shutdown requested");
+}
+
+fn certs(command: CertsCommand) -> Result<(), String> {
+    match command {
+        CertsCommand::Init { dir, days } => {
+            tls::init_ca(&dir, days).map_err(|e| e.to_string())?;
+            println!("created a federation CA in {}", dir.display());
+        }
+        CertsCommand::Issue {
+            dir,
+            name,
+            role,
+            days,
+        } => {
+            let role = match role {
+                RoleArg::Federate => Role::Federate,
+                RoleArg::Admin => Role::Admin,
+            };
+            tls::issue_for_days(&dir, &name, role, days).map_err(|e| e.to_string())?;
+            println!("issued `{name}` ({role:?}) in {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn audit_verify(file: &std::path::Path) -> Result<(), String> {
+    let verified = fedtwin_rti::audit::verify(file).map_err(|e| e.to_string())?;
+    println!(
+        "ok: {} records, chain intact, last hash {}",
+        verified.records, verified.last_hash
+    );
+    Ok(())
+}
+
+fn connector(rti: &str, identity: &IdentityArgs) -> Result<Connector, String> {
+    let mut connector = Connector::quic(rti, TlsFiles::in_dir(&identity.certs, &identity.identity))
+        .map_err(|e| e.to_string())?;
+    if let Connector::Quic(target) = &mut connector {
+        target.server_name.clone_from(&identity.server_name);
+    }
+    Ok(connector)
+}
+
+fn status(rti: &str, identity: &IdentityArgs) -> Result<(), String> {
+    let connector = connector(rti, identity)?;
+    let (federations, stalls) = runtime()?.block_on(async {
+        let mut admin = Admin::connect(connector).await.map_err(|e| e.to_string())?;
+        admin.status().await.map_err(|e| e.to_string())
+    })?;
+    if federations.is_empty() {
+        println!("no federations visible to `{}`", identity.identity);
+    }
+    for federation in &federations {
+        let idle = federation
+            .since_last_grant
+            .map_or_else(|| "-".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()));
+        println!(
+            "federation {}: {} federates, {} objects, last grant {idle} ago",
+            federation.name,
+            federation.federates.len(),
+            federation.objects
+        );
+        println!(
+            "  {:<16} {:>12} {:>10} {:>12} {:<22} {:<16} key exchange",
+            "federate", "time", "lookahead", "GALT", "state", "identity"
+        );
+        for f in &federation.federates {
+            let lookahead = f
+                .lookahead
+                .map_or_else(|| "-".to_owned(), |l| l.to_string());
+            let galt = f.galt.map_or_else(|| "inf".to_owned(), |g| g.to_string());
+            let state = match f.state {
+                federate_sdk::FederateState::Granted => "granted".to_owned(),
+                federate_sdk::FederateState::Advancing { kind, time } => format!("{kind}({time})"),
+            };
+            println!(
+                "  {:<16} {:>12} {:>10} {:>12} {:<22} {:<16} {}",
+                f.name,
+                f.time.to_string(),
+                lookahead,
+                galt,
+                state,
+                f.identity.as_deref().unwrap_or("-"),
+                f.key_exchange.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    for stall in stalls.iter().filter(|s| !s.waits.is_empty()) {
+        print!("{stall}");
+    }
+    Ok(())
+}
+
+fn ping_pong(
+    steps: u32,
+    step: SimDuration,
+    rti: Option<&str>,
+    side: Option<Side>,
+    certs: PathBuf,
+) -> Result<(), String> {
+    info!(steps, %step, "running ping-pong");
+    let lines = match (rti, side) {
+        (None, None) => ping_pong::run(steps, step).map_err(|e| e.to_string())?,
+        (None, Some(_)) => return Err("--side needs --rti: embedded runs play both sides".into()),
+        (Some(rti), side) => {
+            let connect = |name: &str| {
+                connector(
+                    rti,
+                    &IdentityArgs {
+                        certs: certs.clone(),
+                        identity: name.to_owned(),
+                        server_name: "rti".to_owned(),
+                    },
+                )
+            };
+            match side {
+                Some(Side::Ping) => {
+                    ping_pong::play(&connect("ping")?, ping_pong::Role::Ping, steps, step)
+                }
+                Some(Side::Pong) => {
+                    ping_pong::play(&connect("pong")?, ping_pong::Role::Pong, steps, step)
+                }
+                None => {
+                    return Err(
+                        "against a daemon each side is its own process: pass --side ping or \
+                         --side pong"
+                            .into(),
+                    );
+                }
+            }
+            .map_err(|e| e.to_string())?
+        }
+    };
+    for line in lines {
+        let received: Vec<String> = line
+            .received
+            .iter()
+            .map(|(count, at)| format!("received count {count} stamped {at}"))
+            .collect();
+        println!(
+            "{:>4} granted {:>8}  {}",
+            line.federate,
+            line.time.to_string(),
+            received.join(", ")
+        );
+    }
+    Ok(())
 }

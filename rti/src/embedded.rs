@@ -16,7 +16,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tracing::{debug, info, info_span};
 
 use crate::engine::{ConnectionId, Engine};
-use crate::status::{FederationStatus, StallReport};
+use fedtwin_core::status::{FederationStatus, StallReport};
 
 type Inspection = Box<dyn FnOnce(&Engine, Instant) + Send>;
 
@@ -234,6 +234,10 @@ fn run(receiver: &Receiver<Inbound>) {
                 // A federate that dropped its receiver is closing; its Close follows.
                 let _ = channel.send(transmit.message);
             }
+        }
+        // In one process there is nobody to audit against; the events go to the log only.
+        while let Some(event) = engine.poll_audit() {
+            debug!(?event, "audit event");
         }
     }
     debug!("embedded RTI stopped");

@@ -13,10 +13,16 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit;
+pub mod config;
+pub mod daemon;
 pub mod embedded;
 pub mod engine;
-pub mod status;
+pub mod policy;
+pub mod tls;
 
 pub use embedded::{EmbeddedConnection, EmbeddedRti, EmbeddedSender, Stopped};
-pub use engine::{ConnectionId, Engine, EngineError, Transmit};
-pub use status::{FederateState, FederateStatus, FederationStatus, StallReport, WaitFor};
+pub use engine::{ConnectionId, Engine, EngineError, Peer, Transmit};
+pub use fedtwin_core::status::{
+    FederateState, FederateStatus, FederationStatus, StallReport, WaitFor,
+};

@@ -2,14 +2,19 @@
 //!
 //! `ping` sends `Ping(count)` stamped one lookahead ahead; `pong` receives it at that grant and
 //! answers `Pong(count + 1)`, which `ping` receives one step later, and so on. Both federates
-//! are time-regulating and time-constrained with the same lookahead and step, each on its own
-//! thread, so every exchange crosses the RTI's time management.
+//! are time-regulating and time-constrained with the same lookahead and step, so every exchange
+//! crosses the RTI's time management. They start together at a synchronization point, whether
+//! they run on two threads of one process or in two processes against a daemon.
 
 #![warn(missing_docs)]
 
 use std::thread;
+use std::time::{Duration, Instant};
 
-use federate_sdk::{EmbeddedRti, Error, Federate, ObjectModel, SimDuration, SimTime, Values};
+use federate_sdk::{
+    Connector, EmbeddedRti, Error, Federate, ObjectModel, RtiError, SimDuration, SimTime, Values,
+    blocking,
+};
 
 /// One grant seen by one federate.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +27,25 @@ pub struct GrantLine {
     pub received: Vec<(u64, SimTime)>,
 }
 
+/// Which side to play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serves first; publishes `Ping`.
+    Ping,
+    /// Answers; publishes `Pong`.
+    Pong,
+}
+
+impl Role {
+    /// The federate name (and, against a daemon, the certificate name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Pong => "pong",
+        }
+    }
+}
+
 /// The federation's object model.
 pub fn model() -> ObjectModel {
     ObjectModel::new()
@@ -29,37 +53,27 @@ pub fn model() -> ObjectModel {
         .with_interaction_class("Pong", ["count"])
 }
 
-/// Runs `steps` lock-steps of `step` each on a fresh embedded RTI and returns every grant,
-/// ping's and pong's interleaved in time order (ping first at equal times).
+/// Runs both sides on threads of this process against a fresh embedded RTI and returns every
+/// grant, in time order (ping first at equal times).
 ///
 /// # Errors
 ///
 /// Any federate error; a failing federate makes the run fail rather than hang.
 pub fn run(steps: u32, step: SimDuration) -> Result<Vec<GrantLine>, Error> {
     let rti = EmbeddedRti::start().map_err(|e| Error::Runtime(e.to_string()))?;
-    let join = |name: &str| {
-        Federate::builder("ping-pong", name)
-            .create_federation(model())
-            .time_regulating(step)
-            .time_constrained()
-            .join_blocking(&rti)
-    };
-    let mut ping = join("ping")?;
-    let mut pong = join("pong")?;
-    ping.publish_interaction("Ping")?;
-    ping.subscribe_interaction("Pong")?;
-    pong.publish_interaction("Pong")?;
-    pong.subscribe_interaction("Ping")?;
+    run_both(&Connector::from(rti), steps, step)
+}
 
-    let pong_thread = thread::spawn(move || {
-        play(&mut pong, "pong", "Pong", steps, step, None).and_then(|lines| {
-            pong.resign()?;
-            Ok(lines)
-        })
-    });
-    let mut lines = play(&mut ping, "ping", "Ping", steps, step, Some(0))?;
-    ping.resign()?;
-    let pong_lines = pong_thread
+/// Runs both sides on threads of this process against `rti`.
+///
+/// # Errors
+///
+/// Any federate error.
+pub fn run_both(rti: &Connector, steps: u32, step: SimDuration) -> Result<Vec<GrantLine>, Error> {
+    let pong_rti = rti.clone();
+    let pong = thread::spawn(move || play(&pong_rti, Role::Pong, steps, step));
+    let mut lines = play(rti, Role::Ping, steps, step)?;
+    let pong_lines = pong
         .join()
         .map_err(|_| Error::Protocol("the pong thread panicked".into()))??;
     lines.extend(pong_lines);
@@ -67,21 +81,40 @@ pub fn run(steps: u32, step: SimDuration) -> Result<Vec<GrantLine>, Error> {
     Ok(lines)
 }
 
-/// One federate's loop: send the answer to the last count received, then step.
-fn play(
-    federate: &mut federate_sdk::blocking::Federate,
-    name: &'static str,
-    class: &str,
+/// Plays one side: joins, waits for the other side at the `start` point, then takes `steps`
+/// steps, each sending the answer to the last count received.
+///
+/// # Errors
+///
+/// Any federate error, or [`Error::Protocol`] if the other side does not join within a minute.
+pub fn play(
+    rti: &Connector,
+    role: Role,
     steps: u32,
     step: SimDuration,
-    serve: Option<u64>,
 ) -> Result<Vec<GrantLine>, Error> {
+    let (sends, receives) = match role {
+        Role::Ping => ("Ping", "Pong"),
+        Role::Pong => ("Pong", "Ping"),
+    };
+    let mut federate = Federate::builder("ping-pong", role.name())
+        .create_federation(model())
+        .time_regulating(step)
+        .time_constrained()
+        .join_blocking(rti.clone())?;
+    federate.publish_interaction(sends)?;
+    federate.subscribe_interaction(receives)?;
+    if role == Role::Pong {
+        register_start(&mut federate)?;
+    }
+    federate.synchronize("start")?;
+
     let mut lines = Vec::new();
-    let mut to_send = serve;
+    let mut to_send = (role == Role::Ping).then_some(0u64);
     for _ in 0..steps {
         if let Some(count) = to_send.take() {
             let at = federate.time().checked_add(step)?;
-            federate.send_interaction(class, Values::new().with("count", &count)?, Some(at))?;
+            federate.send_interaction(sends, Values::new().with("count", &count)?, Some(at))?;
         }
         let grant = federate.step(step)?;
         let mut received = Vec::new();
@@ -91,12 +124,37 @@ fn play(
             to_send = Some(count + 1);
         }
         lines.push(GrantLine {
-            federate: name,
+            federate: role.name(),
             time: grant.time,
             received,
         });
     }
+    federate.resign()?;
     Ok(lines)
+}
+
+/// Registers the start point for both sides, retrying until `ping` has joined.
+fn register_start(federate: &mut blocking::Federate) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match federate.register_sync_point("start", &["ping", "pong"]) {
+            Err(Error::Refused {
+                source: RtiError::FederateNotFound(_),
+                ..
+            }) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(Error::Refused {
+                source: RtiError::FederateNotFound(name),
+                ..
+            }) => {
+                return Err(Error::Protocol(format!(
+                    "`{name}` did not join within a minute"
+                )));
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use fedtwin_core::{ObjectModel, RtiError, SimDuration, SimTime};
 use tracing::{debug, info};
 
 use super::time::{Constrained, FederateId, TimeManager};
-use super::{ConnectionId, Outbox};
-use crate::status::{FederateState, FederateStatus, FederationStatus, StallReport, WaitFor};
+use super::{ConnectionId, Outbox, Peer};
+use crate::audit::AuditKind;
+use fedtwin_core::status::{FederateState, FederateStatus, FederationStatus, StallReport, WaitFor};
 
 /// Position of a message in a receiver's timestamp-ordered queue: (timestamp, sender name,
 /// sender's sequence number). Names, not join-order handles, break ties, so the delivered
@@ -30,6 +31,7 @@ struct Federate {
     /// Timestamped messages sent so far: the sequence number of the next one.
     sent: u64,
     owned: BTreeSet<ObjectInstanceHandle>,
+    peer: Peer,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +113,10 @@ impl Federation {
         &self.model
     }
 
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn federate_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.by_name.keys().map(|n| n.to_string()).collect();
         names.sort();
@@ -125,6 +131,7 @@ impl Federation {
         &mut self,
         name: &str,
         connection: ConnectionId,
+        peer: &Peer,
         out: &mut Outbox,
     ) -> Result<(FederateId, Response), RtiError> {
         if !valid_name(name) {
@@ -145,6 +152,7 @@ impl Federation {
             queue: BTreeMap::new(),
             sent: 0,
             owned: BTreeSet::new(),
+            peer: peer.clone(),
         }));
         self.by_name.insert(name.clone(), id);
         self.time.add(id, SimTime::ZERO);
@@ -776,6 +784,12 @@ impl Federation {
             );
         }
         info!(federation = %self.name, %label, members = members.len(), "synchronization point registered");
+        out.audit(
+            AuditKind::SyncPointRegistered,
+            &self.name,
+            None,
+            label.clone(),
+        );
         let point = SyncPoint {
             tag,
             waiting: members.clone(),
@@ -824,6 +838,12 @@ impl Federation {
                 );
             }
             info!(federation = %self.name, %label, "federation synchronized");
+            out.audit(
+                AuditKind::FederationSynchronized,
+                &self.name,
+                None,
+                label.to_owned(),
+            );
         }
     }
 
@@ -846,6 +866,8 @@ impl Federation {
                 },
                 queued: f.queue.len(),
                 earliest_queued: f.queue.first_key_value().map(|(k, _)| k.0),
+                identity: f.peer.identity.as_ref().map(|i| i.name.clone()),
+                key_exchange: f.peer.key_exchange.clone(),
             })
             .collect();
         federates.sort_by(|a, b| a.name.cmp(&b.name));
@@ -904,7 +926,7 @@ impl Federation {
             .map(|f| f.connection)
     }
 
-    fn federate_name(&self, id: FederateId) -> Arc<str> {
+    pub(crate) fn federate_name(&self, id: FederateId) -> Arc<str> {
         self.federates
             .get(id as usize)
             .and_then(Option::as_ref)

@@ -19,8 +19,12 @@ use fedtwin_core::message::{Callback, ClientMessage, Request, Response, ServerMe
 use fedtwin_core::{ObjectModel, RtiError};
 use tracing::{debug, info, warn};
 
-use crate::status::{FederationStatus, StallReport};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::policy::{Permission, Policy};
+use crate::tls::Identity;
+
 use federation::{Federation, valid_name};
+use fedtwin_core::status::{FederationStatus, StallReport};
 use time::FederateId;
 
 /// A driver's name for one federate connection.
@@ -36,11 +40,27 @@ pub struct Transmit {
     pub message: ServerMessage,
 }
 
-/// Messages waiting for the driver.
+/// Messages waiting for the driver, and audit events for it to record.
 #[derive(Debug, Default)]
-pub(crate) struct Outbox(VecDeque<Transmit>);
+pub(crate) struct Outbox(VecDeque<Transmit>, VecDeque<AuditEvent>);
 
 impl Outbox {
+    pub(crate) fn audit(
+        &mut self,
+        kind: AuditKind,
+        federation: &str,
+        federate: Option<&str>,
+        detail: String,
+    ) {
+        self.1.push_back(AuditEvent {
+            kind,
+            identity: None,
+            federation: Some(federation.to_owned()),
+            federate: federate.map(str::to_owned),
+            detail,
+        });
+    }
+
     pub(crate) fn push(&mut self, connection: ConnectionId, callback: Callback) {
         self.0.push_back(Transmit {
             connection,
@@ -59,6 +79,16 @@ impl Outbox {
 #[derive(Debug, Default)]
 struct Session {
     joined: Option<(u64, FederateId)>,
+    peer: Peer,
+}
+
+/// Who is at the other end of a connection, as the transport established it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// Identity from the verified certificate; `None` for a trusted in-process connection.
+    pub identity: Option<Identity>,
+    /// The TLS key exchange group, for status displays.
+    pub key_exchange: Option<String>,
 }
 
 /// Refusal of a driver call (not of a federate's request: those are answered on the wire).
@@ -78,6 +108,8 @@ pub struct Engine {
     names: BTreeMap<String, u64>,
     next_federation: u64,
     sessions: HashMap<ConnectionId, Session>,
+    /// `None`: every authenticated identity may do everything.
+    policy: Option<Policy>,
     outbox: Outbox,
     /// Callbacks produced while handling a request, queued after its response.
     scratch: Outbox,
@@ -89,16 +121,40 @@ impl Engine {
         Self::default()
     }
 
-    /// A connection opened. The driver chooses unique ids.
+    /// An engine that checks every authenticated call against `policy` (default deny).
+    pub fn with_policy(policy: Policy) -> Self {
+        Self {
+            policy: Some(policy),
+            ..Self::default()
+        }
+    }
+
+    /// A trusted in-process connection opened (no identity, no checks). The driver chooses
+    /// unique ids.
     ///
     /// # Errors
     ///
     /// [`EngineError::ConnectionExists`] if `connection` is already open.
     pub fn connect(&mut self, connection: ConnectionId) -> Result<(), EngineError> {
+        self.connect_peer(connection, Peer::default())
+    }
+
+    /// A connection from an authenticated peer opened. Calls from it are checked against the
+    /// policy, and it may join only under its certificate's name.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::ConnectionExists`] if `connection` is already open.
+    pub fn connect_peer(
+        &mut self,
+        connection: ConnectionId,
+        peer: Peer,
+    ) -> Result<(), EngineError> {
         if self.sessions.contains_key(&connection) {
             return Err(EngineError::ConnectionExists(connection));
         }
-        self.sessions.insert(connection, Session::default());
+        self.sessions
+            .insert(connection, Session { joined: None, peer });
         Ok(())
     }
 
@@ -111,12 +167,22 @@ impl Engine {
         if let Some((key, id)) = session.joined
             && let Some(federation) = self.federations.get_mut(&key)
         {
+            let name = federation.federate_name(id);
             warn!(
                 ?connection,
+                federation = federation.name(),
+                federate = %name,
                 "connection closed without resigning; resigning its federate"
+            );
+            self.outbox.audit(
+                AuditKind::Lost,
+                federation.name(),
+                Some(&name),
+                "connection closed without resigning".into(),
             );
             federation.resign(id, now, &mut self.outbox);
         }
+        self.stamp_audit(&session.peer);
     }
 
     /// Handles one request from `connection`. The response and any callbacks are queued for
@@ -131,7 +197,19 @@ impl Engine {
         };
         let ClientMessage { id, request } = message;
         let name = request.name();
-        let result = match (request, session.joined) {
+        let joined = session.joined;
+        let peer = session.peer.clone();
+        if let Err(denied) = self.authorize(&peer, joined, &request) {
+            warn!(identity = ?peer.identity.as_ref().map(|i| &i.name), %denied, "request denied");
+            if let RtiError::Denied { federation, .. } = &denied {
+                self.outbox
+                    .audit(AuditKind::Denied, federation, None, denied.to_string());
+            }
+            self.outbox.respond(connection, id, Err(denied));
+            self.stamp_audit(&peer);
+            return;
+        }
+        let result = match (request, joined) {
             (
                 Request::CreateFederation {
                     federation,
@@ -147,12 +225,20 @@ impl Engine {
                     federate,
                 },
                 None,
-            ) => self.join(connection, &federation, &federate),
+            ) => self.join(connection, &peer, &federation, &federate),
+            (Request::Status, _) => Ok(self.status_for(&peer, now)),
             (Request::Resign, Some((key, federate))) => {
                 if let Some(s) = self.sessions.get_mut(&connection) {
                     s.joined = None;
                 }
                 if let Some(federation) = self.federations.get_mut(&key) {
+                    let name = federation.federate_name(federate);
+                    self.outbox.audit(
+                        AuditKind::Resign,
+                        federation.name(),
+                        Some(&name),
+                        String::new(),
+                    );
                     federation.resign(federate, now, &mut self.outbox);
                 }
                 Ok(Response::Done)
@@ -168,7 +254,9 @@ impl Engine {
                     // made possible.
                     self.outbox.respond(connection, id, result);
                     self.outbox.0.append(&mut self.scratch.0);
+                    self.outbox.1.append(&mut self.scratch.1);
                     federation.settle(now, &mut self.outbox);
+                    self.stamp_audit(&peer);
                     return;
                 }
                 None => Err(RtiError::NotJoined(name.to_owned())),
@@ -179,6 +267,122 @@ impl Engine {
         }
         self.outbox.respond(connection, id, result);
         self.outbox.0.append(&mut self.scratch.0);
+        self.outbox.1.append(&mut self.scratch.1);
+        self.stamp_audit(&peer);
+    }
+
+    /// The next audit event to record, if any.
+    pub fn poll_audit(&mut self) -> Option<AuditEvent> {
+        self.outbox.1.pop_front()
+    }
+
+    /// Checks a request against the policy. Trusted connections and engines without a policy
+    /// pass everything (except joining under another name than the certificate's).
+    fn authorize(
+        &self,
+        peer: &Peer,
+        joined: Option<(u64, FederateId)>,
+        request: &Request,
+    ) -> Result<(), RtiError> {
+        let Some(identity) = &peer.identity else {
+            return Ok(());
+        };
+        if let Request::Join { federate, .. } = request
+            && federate != &identity.name
+        {
+            return Err(RtiError::IdentityMismatch {
+                certificate: identity.name.clone(),
+                requested: federate.clone(),
+            });
+        }
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        let joined_federation = joined.and_then(|(key, _)| self.federations.get(&key));
+        let model = joined_federation.map(Federation::model);
+        let check = |federation: &str, permission: Permission<'_>| {
+            if policy.allows(identity, federation, permission) {
+                Ok(())
+            } else {
+                Err(RtiError::Denied {
+                    identity: identity.name.clone(),
+                    permission: permission.to_string(),
+                    federation: federation.to_owned(),
+                })
+            }
+        };
+        let here = joined_federation.map_or("", Federation::name);
+        match request {
+            Request::CreateFederation { federation, .. } => check(federation, Permission::Create),
+            Request::DestroyFederation { federation } => check(federation, Permission::Administer),
+            Request::Join { federation, .. } => check(federation, Permission::Join),
+            Request::PublishObjectClass { class, attributes }
+            | Request::SubscribeObjectClass { class, attributes } => {
+                let Some(def) = model.and_then(|m| m.object_class_def(*class).ok()) else {
+                    return Ok(()); // the engine refuses the unknown handle itself
+                };
+                let publish = matches!(request, Request::PublishObjectClass { .. });
+                for attribute in attributes {
+                    let Some(attribute) = def.attributes.get(attribute.0 as usize) else {
+                        continue;
+                    };
+                    let path = format!("{}.{attribute}", def.name);
+                    let permission = if publish {
+                        Permission::Publish(&path)
+                    } else {
+                        Permission::Subscribe(&path)
+                    };
+                    check(here, permission)?;
+                }
+                Ok(())
+            }
+            Request::PublishInteraction { class } | Request::SubscribeInteraction { class } => {
+                let Some(def) = model.and_then(|m| m.interaction_class_def(*class).ok()) else {
+                    return Ok(());
+                };
+                if matches!(request, Request::PublishInteraction { .. }) {
+                    check(here, Permission::Send(&def.name))
+                } else {
+                    check(here, Permission::Subscribe(&def.name))
+                }
+            }
+            Request::RegisterSyncPoint { .. } => check(here, Permission::SyncPoints),
+            // Status is filtered per federation instead of refused.
+            _ => Ok(()),
+        }
+    }
+
+    /// Every federation `peer` may administer, with who waits for whom.
+    fn status_for(&self, peer: &Peer, now: Instant) -> Response {
+        let visible = |name: &str| match (&peer.identity, &self.policy) {
+            (None, _) => true,
+            (Some(identity), Some(policy)) => policy.allows(identity, name, Permission::Administer),
+            (Some(identity), None) => identity.role == crate::tls::Role::Admin,
+        };
+        let federations: Vec<&Federation> = self
+            .names
+            .iter()
+            .filter(|(name, _)| visible(name))
+            .filter_map(|(_, key)| self.federations.get(key))
+            .collect();
+        Response::Status {
+            federations: federations.iter().map(|f| f.status(now)).collect(),
+            stalls: federations.iter().map(|f| f.stall_report()).collect(),
+        }
+    }
+
+    /// Fills in the acting identity on audit events queued by the current call.
+    fn stamp_audit(&mut self, peer: &Peer) {
+        let identity = peer.identity.as_ref().map(|i| i.name.clone());
+        for event in self
+            .outbox
+            .1
+            .iter_mut()
+            .rev()
+            .take_while(|e| e.identity.is_none())
+        {
+            event.identity.clone_from(&identity);
+        }
     }
 
     /// The next message to send, if any.
@@ -230,6 +434,8 @@ impl Engine {
         let key = self.next_federation;
         self.next_federation += 1;
         info!(federation = %name, "federation created");
+        self.outbox
+            .audit(AuditKind::FederationCreated, &name, None, String::new());
         self.federations
             .insert(key, Federation::new(name.clone(), model, now));
         self.names.insert(name, key);
@@ -252,12 +458,15 @@ impl Engine {
         self.federations.remove(&key);
         self.names.remove(name);
         info!(federation = %name, "federation destroyed");
+        self.outbox
+            .audit(AuditKind::FederationDestroyed, name, None, String::new());
         Ok(Response::Done)
     }
 
     fn join(
         &mut self,
         connection: ConnectionId,
+        peer: &Peer,
         federation: &str,
         federate: &str,
     ) -> Result<Response, RtiError> {
@@ -267,7 +476,9 @@ impl Engine {
         let Some(target) = self.federations.get_mut(&key) else {
             return Err(RtiError::FederationNotFound(federation.to_owned()));
         };
-        let (id, response) = target.join(federate, connection, &mut self.scratch)?;
+        let (id, response) = target.join(federate, connection, peer, &mut self.scratch)?;
+        self.scratch
+            .audit(AuditKind::Join, federation, Some(federate), String::new());
         if let Some(session) = self.sessions.get_mut(&connection) {
             session.joined = Some((key, id));
         }

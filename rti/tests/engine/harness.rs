@@ -63,6 +63,7 @@ impl Harness {
                 .or_default()
                 .push(transmit.message);
         }
+        while self.engine.poll_audit().is_some() {}
     }
 
     /// Takes the callbacks that arrived for `connection`, in order.

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use fedtwin_core::message::AdvanceKind;
-use fedtwin_core::{SimDuration, SimTime};
+use serde::{Deserialize, Serialize};
+
+use crate::message::AdvanceKind;
+use crate::time::{SimDuration, SimTime};
 
 /// A federation at one moment.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FederationStatus {
     /// Federation name.
     pub name: String,
@@ -23,8 +24,7 @@ pub struct FederationStatus {
 }
 
 /// One federate's time-management state.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FederateStatus {
     /// Name.
     pub name: String,
@@ -44,10 +44,14 @@ pub struct FederateStatus {
     pub queued: usize,
     /// Timestamp of the earliest of those.
     pub earliest_queued: Option<SimTime>,
+    /// Certificate identity of its connection, when authenticated.
+    pub identity: Option<String>,
+    /// Key exchange group of its connection's TLS handshake (e.g. `X25519MLKEM768`).
+    pub key_exchange: Option<String>,
 }
 
 /// Whether a federate is granted or waiting for a grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FederateState {
     /// At its logical time, free to act.
     Granted,
@@ -61,8 +65,7 @@ pub enum FederateState {
 }
 
 /// Why federates are waiting: who holds each one's GALT back, and any wait-for cycle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StallReport {
     /// Federation name.
     pub federation: String,
@@ -74,8 +77,7 @@ pub struct StallReport {
 }
 
 /// One federate waiting for a grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitFor {
     /// The waiting federate.
     pub federate: String,

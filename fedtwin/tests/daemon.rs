@@ -1,0 +1,431 @@
+//! The real daemon as a child process on 127.0.0.1, real federates, real certificates.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use federate_sdk::{Connector, Error, Federate, RtiError, SimDuration, TlsFiles};
+use fedtwin_rti::tls::{self, Role};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fedtwin");
+
+fn fedtwin(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("fedtwin runs")
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "fedtwin failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("fedtwin-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running daemon, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Daemon {
+    child: Child,
+    address: String,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "--log",
+                "info",
+                "rti",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            address: format!("quic://{address}"),
+        }
+    }
+
+    fn connector(&self, certs: &Path, identity: &str) -> Connector {
+        Connector::quic(&self.address, TlsFiles::in_dir(certs, identity)).unwrap()
+    }
+
+    /// SIGTERM and wait: the daemon flushes its audit log and exits cleanly.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "daemon exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("daemon did not stop within 5 s of SIGTERM");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const POLICY: &str = r#"
+[[policy.rules]]
+identities = ["ping", "pong"]
+federations = ["ping-pong"]
+create = true
+join = true
+send = ["Ping", "Pong"]
+subscribe = ["Ping", "Pong"]
+sync_points = true
+
+[[policy.rules]]
+identities = ["mallory"]
+federations = ["ping-pong"]
+join = true
+"#;
+
+/// CA, certificates for the daemon and federates, and an rti.toml with a policy and audit log.
+fn federation_setup(scratch: &Scratch) -> (PathBuf, PathBuf) {
+    let certs = scratch.path("certs");
+    let dir = certs.to_str().unwrap();
+    ok(&fedtwin(&["certs", "init", "--dir", dir]));
+    for name in ["rti", "ping", "pong", "mallory"] {
+        ok(&fedtwin(&["certs", "issue", "--dir", dir, "--name", name]));
+    }
+    ok(&fedtwin(&[
+        "certs", "issue", "--dir", dir, "--name", "ops", "--role", "admin",
+    ]));
+    let config = scratch.path("rti.toml");
+    std::fs::write(
+        &config,
+        format!("[tls]\ndir = \"certs\"\n[audit]\nfile = \"audit.log\"\n{POLICY}"),
+    )
+    .unwrap();
+    (certs, config)
+}
+
+#[test]
+fn two_processes_play_ping_pong_through_the_daemon_and_the_audit_log_holds() {
+    let scratch = Scratch::new("pingpong");
+    let (certs, config) = federation_setup(&scratch);
+    let daemon = Daemon::start(&config);
+
+    let side = |name: &str| {
+        Command::new(BIN)
+            .args([
+                "example",
+                "ping-pong",
+                "--steps",
+                "6",
+                "--rti",
+                &daemon.address,
+                "--side",
+                name,
+            ])
+            .arg("--certs")
+            .arg(&certs)
+            .output()
+            .unwrap()
+    };
+    let (ping, pong) = std::thread::scope(|s| {
+        let ping = s.spawn(|| side("ping"));
+        let pong = s.spawn(|| side("pong"));
+        (ping.join().unwrap(), pong.join().unwrap())
+    });
+    let ping = ok(&ping);
+    let pong = ok(&pong);
+    assert!(
+        ping.contains("ping granted     0.2s  received count 1 stamped 0.2s"),
+        "{ping}"
+    );
+    assert!(ping.contains("received count 5 stamped 0.6s"), "{ping}");
+    assert!(
+        pong.contains("pong granted     0.1s  received count 0 stamped 0.1s"),
+        "{pong}"
+    );
+
+    // The admin sees the (now empty) federation; the key exchange was post-quantum.
+    let status = ok(&fedtwin(&[
+        "status",
+        "--rti",
+        &daemon.address,
+        "--certs",
+        certs.to_str().unwrap(),
+        "--identity",
+        "ops",
+    ]));
+    assert!(
+        status.contains("federation ping-pong: 0 federates"),
+        "{status}"
+    );
+
+    daemon.stop();
+    let audit = scratch.path("audit.log");
+    let verified = ok(&fedtwin(&["audit", "verify", audit.to_str().unwrap()]));
+    assert!(verified.starts_with("ok: "), "{verified}");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    for kind in [
+        "DaemonStart",
+        "Join",
+        "Resign",
+        "SyncPointRegistered",
+        "DaemonStop",
+    ] {
+        assert!(text.contains(kind), "no {kind} record in\n{text}");
+    }
+
+    // Edit one record in the middle: verification fails and names it.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let middle = lines.len() / 2;
+    lines[middle] = lines[middle]
+        .replacen("\"Join\"", "\"Resign\"", 1)
+        .replacen("ping", "pong", 1);
+    std::fs::write(&audit, lines.join("\n") + "\n").unwrap();
+    let tampered = fedtwin(&["audit", "verify", audit.to_str().unwrap()]);
+    assert!(!tampered.status.success());
+    let message = String::from_utf8_lossy(&tampered.stderr);
+    assert!(
+        message.contains(&format!("line {}", middle + 1)),
+        "{message}"
+    );
+
+    // Remove a record: also detected.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(1);
+    std::fs::write(&audit, lines.join("\n") + "\n").unwrap();
+    assert!(
+        !fedtwin(&["audit", "verify", audit.to_str().unwrap()])
+            .status
+            .success()
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn rogue_clients_are_refused_and_the_daemon_keeps_serving() {
+    let scratch = Scratch::new("rogue");
+    let (certs, config) = federation_setup(&scratch);
+    let daemon = Daemon::start(&config);
+    let join = |identity: &str, certs: &Path| {
+        Federate::builder("ping-pong", identity)
+            .create_federation(ping_pong::model())
+            .join_blocking(daemon.connector(certs, identity))
+    };
+
+    // A certificate from another CA.
+    let other = scratch.path("other-ca");
+    tls::init_ca(&other, 30).unwrap();
+    tls::issue_for_days(&other, "ping", Role::Federate, 30).unwrap();
+    std::fs::copy(certs.join("ca.pem"), other.join("ca.pem")).unwrap();
+    let refused = join("ping", &other).unwrap_err();
+    assert!(
+        matches!(refused, Error::Closed(_) | Error::Connect(_)),
+        "{refused}"
+    );
+
+    // An expired certificate from the right CA.
+    let expired = scratch.path("expired");
+    std::fs::create_dir_all(&expired).unwrap();
+    for file in ["ca.pem", "ca.key"] {
+        std::fs::copy(certs.join(file), expired.join(file)).unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc();
+    tls::issue(
+        &expired,
+        "pong",
+        Role::Federate,
+        now - time::Duration::days(10),
+        now - time::Duration::days(1),
+    )
+    .unwrap();
+    let refused = join("pong", &expired).unwrap_err();
+    assert!(
+        matches!(refused, Error::Closed(_) | Error::Connect(_)),
+        "{refused}"
+    );
+
+    // No certificate at all, on a raw QUIC connection.
+    runtime().block_on(async {
+        let result = raw_exchange(&daemon.address, &certs, None, b"\x00\x00\x00\x00").await;
+        assert!(
+            result.is_err(),
+            "a client without certificate got an answer"
+        );
+    });
+
+    // A valid certificate joining under another name.
+    let impostor = Federate::builder("ping-pong", "pong")
+        .create_federation(ping_pong::model())
+        .join_blocking(daemon.connector(&certs, "ping"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            impostor,
+            Error::Refused {
+                source: RtiError::IdentityMismatch { .. },
+                ..
+            }
+        ),
+        "{impostor}"
+    );
+
+    // A valid certificate without permission: mallory may join but not create or publish.
+    let denied = join("mallory", &certs).unwrap_err();
+    assert!(
+        matches!(
+            denied,
+            Error::Refused {
+                source: RtiError::Denied { .. },
+                ..
+            }
+        ),
+        "{denied}"
+    );
+    let mut ping = join("ping", &certs).unwrap();
+    let mut mallory = Federate::builder("ping-pong", "mallory")
+        .join_blocking(daemon.connector(&certs, "mallory"))
+        .unwrap();
+    let denied = mallory.publish_interaction("Ping").unwrap_err();
+    assert_eq!(
+        denied.to_string(),
+        "publish interaction refused: `mallory` may not send `Ping` in federation `ping-pong`: \
+         grant it in the RTI's policy"
+    );
+
+    // Malformed frames on a raw stream close that connection only.
+    runtime().block_on(async {
+        let garbage = b"\x03\x00\x00\x00\xff\xff\xff";
+        let result = raw_exchange(&daemon.address, &certs, Some("pong"), garbage).await;
+        let message = result.expect_err("garbage must not be answered");
+        assert!(message.contains("malformed"), "{message}");
+        let oversized = u32::MAX.to_le_bytes();
+        let result = raw_exchange(&daemon.address, &certs, Some("pong"), &oversized).await;
+        assert!(result.expect_err("oversized").contains("exceeds the limit"));
+    });
+    // The others go on.
+    ping.advance_to(federate_sdk::SimTime::from_secs(1).unwrap())
+        .unwrap();
+    assert_eq!(ping.galt().unwrap(), None);
+    mallory.resign().unwrap();
+    ping.resign().unwrap();
+}
+
+/// Opens a raw QUIC connection (with the named certificate, or none), writes `bytes` on a
+/// stream and waits for anything back. `Err` carries why the connection ended.
+async fn raw_exchange(
+    address: &str,
+    certs: &Path,
+    identity: Option<&str>,
+    bytes: &[u8],
+) -> Result<Vec<u8>, String> {
+    let address: std::net::SocketAddr = address.trim_start_matches("quic://").parse().unwrap();
+    let config = match identity {
+        Some(name) => tls::client_config(&TlsFiles::in_dir(certs, name), false).unwrap(),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            let pem = std::fs::read(certs.join("ca.pem")).unwrap();
+            use rustls_pki_types::pem::PemObject;
+            roots
+                .add(rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap())
+                .unwrap();
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            crypto.alpn_protocols = vec![b"fedtwin/1".to_vec()];
+            let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+            quinn::ClientConfig::new(Arc::new(quic))
+        }
+    };
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let exchange = async {
+        let connection = endpoint
+            .connect_with(config, address, "rti")
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(bytes).await.map_err(|e| e.to_string())?;
+        let mut buffer = vec![0; 1024];
+        match recv.read(&mut buffer).await {
+            Ok(Some(n)) => Ok(buffer[..n].to_vec()),
+            Ok(None) => Err("stream finished".to_owned()),
+            Err(quinn::ReadError::ConnectionLost(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .unwrap_or_else(|_| Err("timed out".to_owned()))
+}
+
+#[test]
+fn a_simulator_written_for_embedded_runs_unchanged_against_the_daemon() {
+    let scratch = Scratch::new("same-api");
+    let (certs, config) = federation_setup(&scratch);
+    let daemon = Daemon::start(&config);
+    let step = SimDuration::from_millis(100).unwrap();
+    let embedded = ping_pong::run(5, step).unwrap();
+    let ping = daemon.connector(&certs, "ping");
+    let pong = daemon.connector(&certs, "pong");
+    let lines = std::thread::scope(|s| {
+        let pong = s.spawn(|| ping_pong::play(&pong, ping_pong::Role::Pong, 5, step));
+        let mut lines = ping_pong::play(&ping, ping_pong::Role::Ping, 5, step).unwrap();
+        lines.extend(pong.join().unwrap().unwrap());
+        lines
+    });
+    let mut lines = lines;
+    lines.sort_by_key(|l| (l.time, l.federate != "ping"));
+    assert_eq!(
+        lines, embedded,
+        "QUIC and embedded runs give the same grants and deliveries"
+    );
+}

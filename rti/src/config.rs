@@ -1,0 +1,245 @@
+//! `rti.toml`: the daemon's configuration file.
+//!
+//! ```toml
+//! listen = "0.0.0.0:4433"
+//!
+//! [tls]
+//! dir = "certs"             # holds ca.pem and <identity>.pem / <identity>.key
+//! identity = "rti"          # the daemon's own certificate
+//! allow_classical_key_exchange = false
+//!
+//! [audit]
+//! file = "audit.log"
+//!
+//! [limits]
+//! max_frame = 16777216
+//! idle_timeout = "10s"
+//!
+//! [[policy.rules]]          # no [policy]: every certified federate may do anything
+//! identities = ["*"]
+//! join = true
+//! ```
+//!
+//! Relative paths are taken from the configuration file's folder.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fedtwin_core::SimDuration;
+use serde::Deserialize;
+
+use crate::daemon::DaemonConfig;
+use crate::policy::Policy;
+use crate::tls::TlsFiles;
+
+/// The parsed file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtiConfig {
+    /// Address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Certificates.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Audit log.
+    pub audit: Option<AuditSection>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Who may do what.
+    pub policy: Option<Policy>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Folder with `ca.pem` and the daemon's certificate and key.
+    #[serde(default = "default_certs")]
+    pub dir: PathBuf,
+    /// The daemon's certificate name.
+    #[serde(default = "default_identity")]
+    pub identity: String,
+    /// Accept clients that offer no post-quantum key exchange.
+    #[serde(default)]
+    pub allow_classical_key_exchange: bool,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            dir: default_certs(),
+            identity: default_identity(),
+            allow_classical_key_exchange: false,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The log file (appended to; created if missing).
+    pub file: PathBuf,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest frame in bytes.
+    #[serde(default = "default_max_frame")]
+    pub max_frame: usize,
+    /// Silence after which a connection is dropped, e.g. `"10s"`.
+    #[serde(default = "default_idle")]
+    pub idle_timeout: String,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: default_max_frame(),
+            idle_timeout: default_idle(),
+        }
+    }
+}
+
+fn default_certs() -> PathBuf {
+    PathBuf::from("certs")
+}
+
+fn default_identity() -> String {
+    "rti".to_owned()
+}
+
+fn default_max_frame() -> usize {
+    fedtwin_core::codec::DEFAULT_MAX_FRAME
+}
+
+fn default_idle() -> String {
+    "10s".to_owned()
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid; the message has the line and column.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, where.
+        message: String,
+    },
+}
+
+impl RtiConfig {
+    /// Reads and parses a file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the file, and the line for syntax or unknown keys.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.tls.dir = base.join(&config.tls.dir);
+        if let Some(audit) = &mut config.audit {
+            audit.file = base.join(&audit.file);
+        }
+        config
+            .idle_timeout()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                message,
+            })?;
+        Ok(config)
+    }
+
+    fn idle_timeout(&self) -> Result<Duration, String> {
+        let span: SimDuration = self
+            .limits
+            .idle_timeout
+            .parse()
+            .map_err(|e| format!("limits.idle_timeout: {e}"))?;
+        if span.is_zero() {
+            return Err("limits.idle_timeout must be positive".into());
+        }
+        Ok(Duration::from_nanos(span.ticks()))
+    }
+
+    /// The daemon settings, with `listen` overriding the file's address.
+    ///
+    /// # Errors
+    ///
+    /// A message when no address is given anywhere or a limit is invalid.
+    pub fn daemon_config(&self, listen: Option<SocketAddr>) -> Result<DaemonConfig, String> {
+        let listen = listen
+            .or(self.listen)
+            .ok_or("no address to listen on: pass --listen or set `listen` in rti.toml")?;
+        Ok(DaemonConfig {
+            listen,
+            tls: TlsFiles::in_dir(&self.tls.dir, &self.tls.identity),
+            allow_classical: self.tls.allow_classical_key_exchange,
+            policy: self.policy.clone(),
+            audit: self.audit.as_ref().map(|a| a.file.clone()),
+            max_frame: self.limits.max_frame,
+            idle_timeout: self.idle_timeout()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file_and_resolves_paths() {
+        let dir = std::env::temp_dir().join(format!("fedtwin-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rti.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:4433\"\n[tls]\ndir = \"pki\"\n[audit]\nfile = \"a.log\"\n\
+             [limits]\nidle_timeout = \"3s\"\n[[policy.rules]]\nidentities = [\"*\"]\njoin = true\n",
+        )
+        .unwrap();
+        let config = RtiConfig::load(&path).unwrap();
+        let daemon = config.daemon_config(None).unwrap();
+        assert_eq!(daemon.tls.ca, dir.join("pki").join("ca.pem"));
+        assert_eq!(daemon.audit, Some(dir.join("a.log")));
+        assert_eq!(daemon.idle_timeout, Duration::from_secs(3));
+        assert_eq!(daemon.policy.unwrap().rules.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        let dir = std::env::temp_dir().join(format!("fedtwin-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rti.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n[tls]\nidentty = \"x\"\n").unwrap();
+        let message = RtiConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("line 3") && message.contains("identty"),
+            "{message}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
