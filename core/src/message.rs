@@ -177,10 +177,17 @@ pub enum Order {
 /// A request, numbered by the client so that its response can be matched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientMessage {
-    /// Chosen by the client; echoed in the response.
+    /// Chosen by the client; echoed in the response. [`ClientMessage::BEST_EFFORT`] asks for
+    /// no response at all (a refusal is only logged by the RTI).
     pub id: u64,
     /// What is asked.
     pub request: Request,
+}
+
+impl ClientMessage {
+    /// The id of a best-effort message: sent without a response, possibly as a datagram that
+    /// the network may drop.
+    pub const BEST_EFFORT: u64 = 0;
 }
 
 /// Everything a federate can ask of the RTI.

@@ -151,6 +151,24 @@ impl Federate {
         self.inner.send_interaction(class, parameters, timestamp)
     }
 
+    /// See [`crate::Federate::update_best_effort`].
+    ///
+    /// # Errors
+    ///
+    /// As there.
+    pub fn update_best_effort(&mut self, object: &ObjectInstance, values: Values) -> Result<()> {
+        self.inner.update_best_effort(object, values)
+    }
+
+    /// See [`crate::Federate::send_interaction_best_effort`].
+    ///
+    /// # Errors
+    ///
+    /// As there.
+    pub fn send_interaction_best_effort(&mut self, class: &str, parameters: Values) -> Result<()> {
+        self.inner.send_interaction_best_effort(class, parameters)
+    }
+
     /// See [`crate::Federate::modify_lookahead`].
     ///
     /// # Errors

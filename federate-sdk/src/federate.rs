@@ -416,27 +416,23 @@ impl Federate {
         timestamp: Option<SimTime>,
     ) -> Result<()> {
         self.take_deferred()?;
-        let Some(&class) = self.state.owned.get(&object.handle) else {
-            return Err(Error::NotOwned(object.name.to_string()));
-        };
-        let published = self.state.published.get(&class);
-        let mut encoded = Vec::with_capacity(values.0.len());
-        for (name, payload) in values.0 {
-            let attribute = self.model.attribute(class, &name)?;
-            if !published.is_some_and(|p| p.contains(&attribute)) {
-                return Err(Error::NotPublished(format!("{}.{name}", object.class)));
-            }
-            encoded.push((attribute, payload));
-        }
-        self.check_bound("update attributes", timestamp)?;
-        self.pipeline(
-            "update attributes",
-            Request::UpdateAttributes {
-                object: object.handle,
-                values: encoded,
-                timestamp,
-            },
-        )
+        let request = self.update_request(object, values, timestamp)?;
+        self.pipeline("update attributes", request)
+    }
+
+    /// Updates attributes in receive order, best effort: over QUIC as a datagram that the
+    /// network may drop, with no answer from the RTI. For high-rate values where the latest
+    /// matters and a loss is harmless (telemetry, visualisation).
+    ///
+    /// # Errors
+    ///
+    /// As [`Federate::update`], checked here; the RTI's own refusals are only logged by it.
+    pub fn update_best_effort(&mut self, object: &ObjectInstance, values: Values) -> Result<()> {
+        let request = self.update_request(object, values, None)?;
+        self.link.send_best_effort(ClientMessage {
+            id: ClientMessage::BEST_EFFORT,
+            request,
+        })
     }
 
     /// Sends an interaction of a published class. Pipelined: returns once sent.
@@ -452,6 +448,58 @@ impl Federate {
         timestamp: Option<SimTime>,
     ) -> Result<()> {
         self.take_deferred()?;
+        let request = self.interaction_request(class, parameters, timestamp)?;
+        self.pipeline("send interaction", request)
+    }
+
+    /// Sends an interaction in receive order, best effort (see
+    /// [`Federate::update_best_effort`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Federate::send_interaction`], checked here.
+    pub fn send_interaction_best_effort(&mut self, class: &str, parameters: Values) -> Result<()> {
+        let request = self.interaction_request(class, parameters, None)?;
+        self.link.send_best_effort(ClientMessage {
+            id: ClientMessage::BEST_EFFORT,
+            request,
+        })
+    }
+
+    /// Checks an update the way the RTI will and encodes it.
+    fn update_request(
+        &self,
+        object: &ObjectInstance,
+        values: Values,
+        timestamp: Option<SimTime>,
+    ) -> Result<Request> {
+        let Some(&class) = self.state.owned.get(&object.handle) else {
+            return Err(Error::NotOwned(object.name.to_string()));
+        };
+        let published = self.state.published.get(&class);
+        let mut encoded = Vec::with_capacity(values.0.len());
+        for (name, payload) in values.0 {
+            let attribute = self.model.attribute(class, &name)?;
+            if !published.is_some_and(|p| p.contains(&attribute)) {
+                return Err(Error::NotPublished(format!("{}.{name}", object.class)));
+            }
+            encoded.push((attribute, payload));
+        }
+        self.check_bound("update attributes", timestamp)?;
+        Ok(Request::UpdateAttributes {
+            object: object.handle,
+            values: encoded,
+            timestamp,
+        })
+    }
+
+    /// Checks an interaction the way the RTI will and encodes it.
+    fn interaction_request(
+        &self,
+        class: &str,
+        parameters: Values,
+        timestamp: Option<SimTime>,
+    ) -> Result<Request> {
         let class_handle = self.model.interaction_class(class)?;
         if !self.state.published_interactions.contains(&class_handle) {
             return Err(Error::NotPublished(class.to_owned()));
@@ -461,14 +509,11 @@ impl Federate {
             encoded.push((self.model.parameter(class_handle, &name)?, payload));
         }
         self.check_bound("send interaction", timestamp)?;
-        self.pipeline(
-            "send interaction",
-            Request::SendInteraction {
-                class: class_handle,
-                parameters: encoded,
-                timestamp,
-            },
-        )
+        Ok(Request::SendInteraction {
+            class: class_handle,
+            parameters: encoded,
+            timestamp,
+        })
     }
 
     /// Becomes time-regulating with `lookahead`.

@@ -82,6 +82,11 @@ impl From<&EmbeddedRti> for Connector {
 /// Sends requests; each transport provides one.
 trait Outgoing: Send {
     fn send(&self, message: ClientMessage) -> Result<()>;
+
+    /// Sends a best-effort message, which may be lost; by default as any other.
+    fn send_best_effort(&self, message: ClientMessage) -> Result<()> {
+        self.send(message)
+    }
 }
 
 impl Outgoing for EmbeddedSender {
@@ -93,12 +98,19 @@ impl Outgoing for EmbeddedSender {
 /// Requests for the QUIC I/O thread, and why the connection ended once it has.
 struct QuicOutgoing {
     requests: UnboundedSender<ClientMessage>,
+    datagrams: UnboundedSender<ClientMessage>,
     closed: Arc<Mutex<Option<String>>>,
 }
 
 impl Outgoing for QuicOutgoing {
     fn send(&self, message: ClientMessage) -> Result<()> {
         self.requests
+            .send(message)
+            .map_err(|_| closed_error(&self.closed))
+    }
+
+    fn send_best_effort(&self, message: ClientMessage) -> Result<()> {
+        self.datagrams
             .send(message)
             .map_err(|_| closed_error(&self.closed))
     }
@@ -148,6 +160,10 @@ impl Link {
         self.outgoing.send(message)
     }
 
+    pub(crate) fn send_best_effort(&self, message: ClientMessage) -> Result<()> {
+        self.outgoing.send_best_effort(message)
+    }
+
     /// The next message. Spins for a few microseconds before parking: waking a parked thread
     /// costs far more than a grant usually takes to arrive.
     pub(crate) async fn recv(&mut self) -> Result<ServerMessage> {
@@ -195,7 +211,9 @@ fn closed_error(closed: &Mutex<Option<String>>) -> Error {
 async fn open_quic(target: QuicTarget, spin: Duration) -> Result<Link> {
     let (ready, connected) = tokio::sync::oneshot::channel();
     let (requests, outgoing) = unbounded_channel();
+    let (datagrams, best_effort) = unbounded_channel();
     let (deliver, incoming) = unbounded_channel();
+    let on_stream = requests.clone();
     let closed = Arc::new(Mutex::new(None));
     let closed_by_io = closed.clone();
     std::thread::Builder::new()
@@ -215,7 +233,13 @@ async fn open_quic(target: QuicTarget, spin: Duration) -> Result<Link> {
                 match connect(&target).await {
                     Ok((endpoint, connection, send, recv)) => {
                         let _ = ready.send(Ok(()));
-                        carry(connection, send, recv, outgoing, deliver, &closed_by_io).await;
+                        let channels = Channels {
+                            outgoing,
+                            best_effort,
+                            on_stream,
+                            deliver,
+                        };
+                        carry(connection, send, recv, channels, &closed_by_io).await;
                         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle())
                             .await;
                     }
@@ -232,6 +256,7 @@ async fn open_quic(target: QuicTarget, spin: Duration) -> Result<Link> {
     Ok(Link {
         outgoing: Box::new(QuicOutgoing {
             requests,
+            datagrams,
             closed: closed.clone(),
         }),
         incoming,
@@ -279,15 +304,50 @@ async fn connect(
     Ok((endpoint, connection, send, recv))
 }
 
-/// Moves frames between the federate's channels and the QUIC stream until either side ends.
+/// The federate's side of the I/O thread.
+struct Channels {
+    outgoing: UnboundedReceiver<ClientMessage>,
+    best_effort: UnboundedReceiver<ClientMessage>,
+    /// Where a best-effort message too large for a datagram goes instead.
+    on_stream: UnboundedSender<ClientMessage>,
+    deliver: UnboundedSender<ServerMessage>,
+}
+
+/// Moves frames between the federate's channels and the QUIC stream (and best-effort
+/// messages to datagrams) until either side ends.
 async fn carry(
     connection: quinn::Connection,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    mut outgoing: UnboundedReceiver<ClientMessage>,
-    deliver: UnboundedSender<ServerMessage>,
+    channels: Channels,
     closed: &Mutex<Option<String>>,
 ) {
+    let Channels {
+        mut outgoing,
+        mut best_effort,
+        on_stream,
+        deliver,
+    } = channels;
+    let datagram_connection = connection.clone();
+    let datagrams = async {
+        while let Some(message) = best_effort.recv().await {
+            let Ok(bytes) = postcard::to_stdvec(&message) else {
+                continue;
+            };
+            let fits = datagram_connection
+                .max_datagram_size()
+                .is_some_and(|max| bytes.len() <= max);
+            if !fits {
+                // Too large for one datagram (or datagrams are off): the stream carries it.
+                let _ = on_stream.send(message);
+                continue;
+            }
+            if let Err(error) = datagram_connection.send_datagram(bytes.into()) {
+                debug!(%error, "best-effort message dropped");
+            }
+        }
+        std::future::pending::<Option<String>>().await
+    };
     let reading = async {
         let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
         let mut buffer = vec![0u8; 64 * 1024];
@@ -348,6 +408,7 @@ async fn carry(
     let ended = tokio::select! {
         why = reading => why,
         why = writing => why,
+        why = datagrams => why,
     };
     if let Some(why) = ended {
         debug!(reason = %why, "connection to the RTI ended");

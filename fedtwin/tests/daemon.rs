@@ -429,3 +429,75 @@ fn a_simulator_written_for_embedded_runs_unchanged_against_the_daemon() {
         "QUIC and embedded runs give the same grants and deliveries"
     );
 }
+
+#[test]
+fn best_effort_datagrams_arrive_and_status_shows_the_key_exchange() {
+    let scratch = Scratch::new("datagrams");
+    let (certs, config) = federation_setup(&scratch);
+    let daemon = Daemon::start(&config);
+    let join = |identity: &str| {
+        Federate::builder("ping-pong", identity)
+            .create_federation(ping_pong::model())
+            .join_blocking(daemon.connector(&certs, identity))
+            .unwrap()
+    };
+    let mut ping = join("ping");
+    let mut pong = join("pong");
+    ping.publish_interaction("Ping").unwrap();
+    pong.subscribe_interaction("Ping").unwrap();
+    for count in 0..20u64 {
+        let values = federate_sdk::Values::new().with("count", &count).unwrap();
+        ping.send_interaction_best_effort("Ping", values).unwrap();
+    }
+    // A round trip on the ordered stream, then wait (bounded) for the datagrams.
+    ping.galt().unwrap();
+    let mut counts = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while counts.len() < 20 && std::time::Instant::now() < deadline {
+        for delivery in pong.take_deliveries().unwrap() {
+            if let federate_sdk::Delivery::Interaction(i) = delivery {
+                assert_eq!(i.order, federate_sdk::Order::Receive);
+                counts.push(i.parameters.get::<u64>("count").unwrap());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Loopback does not drop datagrams in practice; best effort promises no more than some.
+    assert!(!counts.is_empty(), "no best-effort message arrived");
+    assert!(counts.iter().all(|c| *c < 20));
+
+    let status = ok(&fedtwin(&[
+        "status",
+        "--rti",
+        &daemon.address,
+        "--certs",
+        certs.to_str().unwrap(),
+        "--identity",
+        "ops",
+    ]));
+    assert!(
+        status.contains("federation ping-pong: 2 federates"),
+        "{status}"
+    );
+    let ping_line = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("ping "))
+        .unwrap();
+    assert!(ping_line.contains("X25519MLKEM768"), "{status}");
+    // A federate identity without administer rights sees nothing.
+    let hidden = ok(&fedtwin(&[
+        "status",
+        "--rti",
+        &daemon.address,
+        "--certs",
+        certs.to_str().unwrap(),
+        "--identity",
+        "mallory",
+    ]));
+    assert!(
+        hidden.contains("no federations visible to `mallory`"),
+        "{hidden}"
+    );
+    ping.resign().unwrap();
+    pong.resign().unwrap();
+}

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fedtwin_core::codec::{CodecError, FrameReader, encode_frame};
+use fedtwin_core::codec::{CodecError, FrameReader, decode_body, encode_frame};
 use fedtwin_core::message::{ClientMessage, ServerMessage};
 use quinn::VarInt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -286,6 +286,7 @@ async fn serve_connection(
         return;
     }
     tokio::spawn(write_frames(send, outgoing, max_frame).in_current_span());
+    tokio::spawn(read_datagrams(connection.clone(), id, to_engine.clone()).in_current_span());
 
     let mut reader = FrameReader::new(max_frame);
     let mut buffer = vec![0u8; 64 * 1024];
@@ -313,6 +314,37 @@ async fn serve_connection(
         );
     }
     let _ = to_engine.send(Input::Close(id));
+}
+
+/// Best-effort messages arrive as datagrams, one message each. They carry no response, so a
+/// malformed one is a protocol violation that closes the connection, as on the stream.
+async fn read_datagrams(
+    connection: quinn::Connection,
+    id: ConnectionId,
+    to_engine: UnboundedSender<Input>,
+) {
+    while let Ok(datagram) = connection.read_datagram().await {
+        match decode_body::<ClientMessage>(&datagram) {
+            Ok(message) if message.id == ClientMessage::BEST_EFFORT => {
+                if to_engine.send(Input::Message(id, message)).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {
+                warn!("datagram with a request id; only best-effort messages may be datagrams");
+                connection.close(VarInt::from_u32(close_code::PROTOCOL), b"numbered datagram");
+                return;
+            }
+            Err(error) => {
+                warn!(%error, "malformed datagram; closing the connection");
+                connection.close(
+                    VarInt::from_u32(close_code::MALFORMED),
+                    error.to_string().as_bytes(),
+                );
+                return;
+            }
+        }
+    }
 }
 
 fn forward_frames(

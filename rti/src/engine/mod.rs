@@ -69,6 +69,10 @@ impl Outbox {
     }
 
     fn respond(&mut self, connection: ConnectionId, id: u64, result: Result<Response, RtiError>) {
+        if id == ClientMessage::BEST_EFFORT {
+            // Nobody waits for this answer; a refusal has been logged already.
+            return;
+        }
         self.0.push_back(Transmit {
             connection,
             message: ServerMessage::Response { id, result },
