@@ -12,6 +12,7 @@ pub mod codec;
 pub mod message;
 pub mod model;
 pub mod status;
+pub mod step;
 pub mod time;
 
 pub use message::{

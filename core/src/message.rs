@@ -335,6 +335,19 @@ pub enum Request {
     },
     /// The status of every federation this identity may administer.
     Status,
+    /// Declare this federate's fastest dynamics: the RTI then checks its lookahead and steps
+    /// (and those of the federates coupled with it) against the stability bound.
+    DeclareDynamics {
+        /// Magnitude of the fastest eigenvalue, 1/s.
+        fastest_eigenvalue: f64,
+    },
+    /// Set the federation's stability rule (needs the administer permission).
+    SetStability {
+        /// Safety factor in (0, 1].
+        alpha: f64,
+        /// Let unstable steps through with a warning, for experiments.
+        override_stability: bool,
+    },
 }
 
 impl Request {
@@ -367,6 +380,8 @@ impl Request {
             Self::RegisterSyncPoint { .. } => "register synchronization point",
             Self::AchieveSyncPoint { .. } => "achieve synchronization point",
             Self::Status => "status",
+            Self::DeclareDynamics { .. } => "declare dynamics",
+            Self::SetStability { .. } => "set stability",
         }
     }
 }
@@ -644,6 +659,10 @@ pub enum RtiError {
     /// The RTI is shutting down.
     #[error("the RTI is shutting down")]
     ShuttingDown,
+    /// A lookahead or step that breaks the stability rule, or invalid dynamics or settings;
+    /// the message has the numbers.
+    #[error("{0}")]
+    Unstable(String),
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ pub struct FederateBuilder {
     model: Option<ObjectModel>,
     lookahead: Option<SimDuration>,
     constrained: bool,
+    fastest_eigenvalue: Option<f64>,
     spin: Duration,
 }
 
@@ -62,6 +63,7 @@ impl FederateBuilder {
             model: None,
             lookahead: None,
             constrained: false,
+            fastest_eigenvalue: None,
             spin: Duration::from_micros(20),
         }
     }
@@ -83,6 +85,14 @@ impl FederateBuilder {
     /// order and never one from its past.
     pub fn time_constrained(mut self) -> Self {
         self.constrained = true;
+        self
+    }
+
+    /// Declares the federate's fastest dynamics (`|lambda|` in 1/s, or `1 / time constant`):
+    /// the RTI then refuses a lookahead or step that breaks the stability rule
+    /// `step + lookahead <= alpha * 2 / |lambda_max|` among coupled federates.
+    pub fn fastest_eigenvalue(mut self, lambda: f64) -> Self {
+        self.fastest_eigenvalue = Some(lambda);
         self
     }
 
@@ -135,6 +145,9 @@ impl FederateBuilder {
         federate.names = Names::new(&model);
         federate.model = Arc::new(model);
         federate.state.time = time;
+        if let Some(lambda) = self.fastest_eigenvalue {
+            federate.declare_dynamics(lambda).await?;
+        }
         if let Some(lookahead) = self.lookahead {
             federate.enable_time_regulation(lookahead).await?;
         }
@@ -531,6 +544,18 @@ impl Federate {
         self.state.bound = Some(bound);
         self.state.lookahead = Some(lookahead);
         Ok(())
+    }
+
+    /// Declares this federate's fastest dynamics, `|lambda|` in 1/s.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] with [`RtiError::Unstable`] if the current lookahead already breaks
+    /// the stability rule, or the value is not a finite non-zero number.
+    pub async fn declare_dynamics(&mut self, fastest_eigenvalue: f64) -> Result<()> {
+        self.call(Request::DeclareDynamics { fastest_eigenvalue })
+            .await
+            .map(|_| ())
     }
 
     /// Stops being time-regulating.

@@ -10,8 +10,9 @@ use fedtwin_core::model::{
     AttributeHandle, InteractionClassHandle, ObjectClassHandle, ObjectInstanceHandle,
     ParameterHandle,
 };
+use fedtwin_core::step::{Coupled, Dynamics, StepSettings, check_step};
 use fedtwin_core::{ObjectModel, RtiError, SimDuration, SimTime};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::time::{Constrained, FederateId, TimeManager};
 use super::{ConnectionId, Outbox, Peer};
@@ -79,6 +80,11 @@ pub(crate) struct Federation {
     next_object: u64,
     sync_points: BTreeMap<String, SyncPoint>,
     last_grant: Option<Instant>,
+    /// Declared fastest dynamics; empty in most federations, which then skip every check.
+    dynamics: BTreeMap<FederateId, Dynamics>,
+    /// Safety factor and override of the stability rule.
+    alpha: f64,
+    override_stability: bool,
 }
 
 impl Federation {
@@ -106,6 +112,9 @@ impl Federation {
             next_object: 1,
             sync_points: BTreeMap::new(),
             last_grant: Some(now),
+            dynamics: BTreeMap::new(),
+            alpha: StepSettings::default().alpha,
+            override_stability: false,
         }
     }
 
@@ -210,6 +219,7 @@ impl Federation {
         }
         self.by_name.remove(&federate.name);
         self.time.remove(id);
+        self.dynamics.remove(&id);
         let labels: Vec<String> = self.sync_points.keys().cloned().collect();
         for label in labels {
             if let Some(point) = self.sync_points.get_mut(&label) {
@@ -281,6 +291,7 @@ impl Federation {
                 timestamp,
             } => self.send_interaction(id, class, parameters, timestamp, out),
             Request::EnableTimeRegulation { lookahead } => {
+                self.check_stability(id, SimDuration::ZERO, lookahead)?;
                 let (time, bound) = self.time.enable_regulation(id, lookahead)?;
                 Ok(Response::Regulation { time, bound })
             }
@@ -288,7 +299,42 @@ impl Federation {
                 self.time.disable_regulation(id)?;
                 Ok(Response::Done)
             }
-            Request::ModifyLookahead { lookahead } => self.modify_lookahead(id, lookahead),
+            Request::ModifyLookahead { lookahead } => {
+                self.check_stability(id, SimDuration::ZERO, lookahead)?;
+                self.modify_lookahead(id, lookahead)
+            }
+            Request::DeclareDynamics { fastest_eigenvalue } => {
+                let dynamics = Dynamics::from_eigenvalue(fastest_eigenvalue)
+                    .map_err(|e| RtiError::Unstable(e.to_string()))?;
+                let previous = self.dynamics.insert(id, dynamics);
+                let lookahead = self.time.lookahead(id).unwrap_or(SimDuration::ZERO);
+                if let Err(error) = self.check_stability(id, SimDuration::ZERO, lookahead) {
+                    match previous {
+                        Some(previous) => self.dynamics.insert(id, previous),
+                        None => self.dynamics.remove(&id),
+                    };
+                    return Err(error);
+                }
+                Ok(Response::Done)
+            }
+            Request::SetStability {
+                alpha,
+                override_stability,
+            } => {
+                let settings = StepSettings {
+                    alpha,
+                    ..StepSettings::default()
+                };
+                settings
+                    .validate()
+                    .map_err(|e| RtiError::Unstable(e.to_string()))?;
+                self.alpha = alpha;
+                self.override_stability = override_stability;
+                if override_stability {
+                    warn!(federation = %self.name, "stability override on: unstable steps are let through");
+                }
+                Ok(Response::Done)
+            }
             Request::EnableTimeConstrained => {
                 if self.time.enable_constrained(id)?
                     && let Some(connection) = self.connection(id)
@@ -308,6 +354,17 @@ impl Federation {
                 time,
             } => self.flush_queue(id, time, out),
             Request::Advance { kind, time } => {
+                if matches!(
+                    kind,
+                    AdvanceKind::TimeAdvance | AdvanceKind::TimeAdvanceAvailable
+                ) && !self.dynamics.is_empty()
+                {
+                    let step = time
+                        .duration_since(self.time.time(id))
+                        .unwrap_or(SimDuration::ZERO);
+                    let lookahead = self.time.lookahead(id).unwrap_or(SimDuration::ZERO);
+                    self.check_stability(id, step, lookahead)?;
+                }
                 self.time.request_advance(id, kind, time)?;
                 Ok(Response::Pending)
             }
@@ -354,6 +411,64 @@ impl Federation {
             out.push(connection, Callback::TimeAdvanceGrant { time, bound });
             self.last_grant = Some(now);
         }
+    }
+
+    /// The step controller's rule for a step of `id` with coupling delay `delay`, over the
+    /// federates coupled with it by subscriptions. With the override, a breach is logged and
+    /// let through.
+    fn check_stability(
+        &self,
+        id: FederateId,
+        step: SimDuration,
+        delay: SimDuration,
+    ) -> Result<(), RtiError> {
+        if self.dynamics.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<(FederateId, Arc<str>)> = self
+            .coupled_with(id)
+            .into_iter()
+            .map(|k| (k, self.federate_name(k)))
+            .collect();
+        let coupled: Vec<Coupled<'_>> = names
+            .iter()
+            .map(|(k, name)| Coupled {
+                name,
+                dynamics: self.dynamics.get(k).copied(),
+                max_step: None,
+            })
+            .collect();
+        match check_step(self.alpha, &coupled, step, delay) {
+            Ok(()) => Ok(()),
+            Err(error) if self.override_stability => {
+                warn!(federation = %self.name, %error, "unstable step let through by the override");
+                Ok(())
+            }
+            Err(error) => Err(RtiError::Unstable(error.to_string())),
+        }
+    }
+
+    /// `id` and every federate that publishes what it subscribes to or subscribes to what it
+    /// publishes.
+    fn coupled_with(&self, id: FederateId) -> BTreeSet<FederateId> {
+        let mut coupled = BTreeSet::from([id]);
+        for class in &self.classes {
+            if class.subscribers.contains_key(&id) {
+                coupled.extend(class.publishers.keys());
+            }
+            if class.publishers.contains_key(&id) {
+                coupled.extend(class.subscribers.keys());
+            }
+        }
+        for class in &self.interactions {
+            if class.subscribers.contains(&id) {
+                coupled.extend(&class.publishers);
+            }
+            if class.publishers.contains(&id) {
+                coupled.extend(&class.subscribers);
+            }
+        }
+        coupled
     }
 
     fn modify_lookahead(

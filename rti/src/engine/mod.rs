@@ -351,6 +351,7 @@ impl Engine {
                 }
             }
             Request::RegisterSyncPoint { .. } => check(here, Permission::SyncPoints),
+            Request::SetStability { .. } => check(here, Permission::Administer),
             // Status is filtered per federation instead of refused.
             _ => Ok(()),
         }

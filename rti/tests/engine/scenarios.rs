@@ -348,3 +348,122 @@ fn lowered_lookahead_keeps_earlier_promises() {
         Ok(Response::Galt(Some(t(21))))
     );
 }
+
+/// Event mode: with declared dynamics, lookaheads and TAR steps of coupled federates are
+/// checked against alpha * 2 / |lambda_max|; uncoupled federates are not; the override lets
+/// the step through.
+#[test]
+fn stability_rule_checks_steps_of_coupled_federates() {
+    let mut h = Harness::new();
+    h.create("grid", model());
+    let ms = |m: u64| SimDuration::from_millis(m).unwrap();
+    let grid = h.join("grid", "grid", Some(ms(100)), true);
+    let meter = h.join("grid", "meter", None, true);
+    let loner = h.join("grid", "loner", Some(ms(900)), false);
+    let bus = ObjectClassHandle(0);
+    h.request(
+        grid,
+        Request::PublishObjectClass {
+            class: bus,
+            attributes: vec![AttributeHandle(0)],
+        },
+    )
+    .unwrap();
+    h.request(
+        meter,
+        Request::SubscribeObjectClass {
+            class: bus,
+            attributes: vec![AttributeHandle(0)],
+        },
+    )
+    .unwrap();
+    // |lambda| = 5: bound 0.9 * 2 / 5 = 0.36 s.
+    assert_eq!(
+        h.request(
+            grid,
+            Request::DeclareDynamics {
+                fastest_eigenvalue: -5.0
+            }
+        ),
+        Ok(Response::Done)
+    );
+    let at = |m: i64| SimTime::from_millis(m).unwrap();
+    // 0.2 s step + 0.1 s lookahead fits.
+    assert_eq!(
+        h.request(grid, advance(AdvanceKind::TimeAdvance, 0)),
+        Ok(Response::Pending)
+    );
+    let _ = h.callbacks(grid);
+    let refused = h.request(meter, Request::EnableTimeRegulation { lookahead: ms(400) });
+    let Err(fedtwin_core::RtiError::Unstable(message)) = refused else {
+        panic!("expected a stability refusal, got {refused:?}")
+    };
+    assert!(
+        message.contains("`grid`") && message.contains("0.36s"),
+        "{message}"
+    );
+    assert!(matches!(
+        h.request(meter, Request::EnableTimeRegulation { lookahead: ms(100) }),
+        Ok(Response::Regulation { .. })
+    ));
+    let refused = h.request(
+        meter,
+        Request::Advance {
+            kind: AdvanceKind::TimeAdvance,
+            time: at(300),
+        },
+    );
+    assert!(
+        matches!(refused, Err(fedtwin_core::RtiError::Unstable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        h.request(
+            meter,
+            Request::Advance {
+                kind: AdvanceKind::TimeAdvance,
+                time: at(200)
+            }
+        ),
+        Ok(Response::Pending)
+    );
+    // Not coupled to `grid`: no check.
+    assert_eq!(
+        h.request(
+            loner,
+            Request::Advance {
+                kind: AdvanceKind::TimeAdvance,
+                time: at(5_000)
+            }
+        ),
+        Ok(Response::Pending)
+    );
+    // The override lets an unstable lookahead through.
+    assert!(matches!(
+        h.request(
+            grid,
+            Request::SetStability {
+                alpha: 0.0,
+                override_stability: true
+            }
+        ),
+        Err(fedtwin_core::RtiError::Unstable(_))
+    ));
+    h.request(
+        grid,
+        Request::SetStability {
+            alpha: 0.9,
+            override_stability: true,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        h.request(
+            grid,
+            Request::ModifyLookahead {
+                lookahead: ms(2_000)
+            }
+        ),
+        Ok(Response::Regulation { .. })
+    ));
+}
