@@ -131,6 +131,34 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     Ok(message)
 }
 
+/// Size at which [`encode_batch`] stops adding frames to one write.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// Encodes `first` and then whatever `more` has ready, up to about [`BATCH_BYTES`], into `out`
+/// (cleared first), so that a writer sends everything queued in one write. Messages that
+/// cannot be encoded are left out; their errors are returned for the caller to log.
+pub fn encode_batch<T: Serialize>(
+    first: T,
+    mut more: impl FnMut() -> Option<T>,
+    out: &mut Vec<u8>,
+    max_frame: usize,
+) -> Vec<CodecError> {
+    out.clear();
+    let mut errors = Vec::new();
+    let mut next = Some(first);
+    while let Some(message) = next {
+        if let Err(error) = encode_frame(&message, out, max_frame) {
+            errors.push(error);
+        }
+        next = if out.len() < BATCH_BYTES {
+            more()
+        } else {
+            None
+        };
+    }
+    errors
+}
+
 /// Reassembles frames from a byte stream that arrives in arbitrary pieces.
 #[derive(Debug)]
 pub struct FrameReader {
@@ -314,6 +342,126 @@ mod tests {
             let _ = decode_frame::<ClientMessage>(&bytes, 1024);
             let _ = decode_frame::<ServerMessage>(&bytes, 1024);
             let _ = decode_body::<ClientMessage>(&bytes);
+        }
+
+        // A stream of valid frames, frames with arbitrary bodies and loose bytes, cut into
+        // arbitrary chunks: the reader yields what decoding the whole buffer frame by frame
+        // yields, up to the same first error, and never panics.
+        #[test]
+        fn reader_agrees_with_whole_buffer_decoding(
+            parts in proptest::collection::vec(stream_part(), 0..12),
+            chunk in 1usize..48,
+        ) {
+            let stream = parts.concat();
+            let (whole, whole_error, used) = decode_whole(&stream);
+            let mut reader = FrameReader::new(1024);
+            let mut read = Vec::new();
+            let mut read_error = None;
+            'stream: for piece in stream.chunks(chunk) {
+                reader.extend(piece);
+                loop {
+                    match reader.next_message::<ClientMessage>() {
+                        Ok(Some(message)) => read.push(message),
+                        Ok(None) => break,
+                        Err(error) => {
+                            read_error = Some(error);
+                            break 'stream;
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(read, whole);
+            prop_assert_eq!(&read_error, &whole_error);
+            if read_error.is_none() {
+                prop_assert_eq!(reader.finish().is_ok(), used == stream.len());
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        // More than 64 KiB of small frames in uneven chunks: the reader compacts its buffer on
+        // the way and still yields every message, in order.
+        #[test]
+        fn reader_reassembles_long_streams(
+            chunks in proptest::collection::vec(1usize..4096, 1..32),
+        ) {
+            let mut stream = Vec::new();
+            for id in 0..12_000 {
+                let message = ClientMessage {
+                    id,
+                    request: Request::Resign,
+                };
+                encode_frame(&message, &mut stream, DEFAULT_MAX_FRAME).unwrap();
+            }
+            prop_assert!(stream.len() > 64 * 1024);
+            let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
+            let mut next = 0;
+            let mut rest = &stream[..];
+            for &size in chunks.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (piece, tail) = rest.split_at(size.min(rest.len()));
+                rest = tail;
+                reader.extend(piece);
+                while let Some(message) = reader.next_message::<ClientMessage>().unwrap() {
+                    prop_assert_eq!(message.id, next);
+                    next += 1;
+                }
+            }
+            prop_assert_eq!(next, 12_000);
+            prop_assert_eq!(reader.finish(), Ok(()));
+        }
+    }
+
+    /// Mostly valid frames; else a frame with an arbitrary body that may announce a few bytes
+    /// more than it has or more than the limit, or loose bytes.
+    fn stream_part() -> impl Strategy<Value = Vec<u8>> {
+        let valid = (any::<u64>(), any::<i64>()).prop_map(|(id, ticks)| {
+            let message = ClientMessage {
+                id,
+                request: Request::Advance {
+                    kind: AdvanceKind::TimeAdvance,
+                    time: SimTime::from_ticks(ticks),
+                },
+            };
+            let mut frame = Vec::new();
+            encode_frame(&message, &mut frame, 1024).unwrap();
+            frame
+        });
+        let arbitrary = (proptest::collection::vec(any::<u8>(), 0..32), 0usize..4).prop_map(
+            |(body, missing)| {
+                let len = if missing == 3 {
+                    1025
+                } else {
+                    body.len() + missing
+                };
+                let mut frame = (len as u32).to_le_bytes().to_vec();
+                frame.extend_from_slice(&body);
+                frame
+            },
+        );
+        prop_oneof![
+            4 => valid,
+            1 => arbitrary,
+            1 => proptest::collection::vec(any::<u8>(), 0..8),
+        ]
+    }
+
+    /// Every frame of `stream` decoded in place, the first error, and the bytes used.
+    fn decode_whole(stream: &[u8]) -> (Vec<ClientMessage>, Option<CodecError>, usize) {
+        let mut messages = Vec::new();
+        let mut used = 0;
+        loop {
+            match decode_frame::<ClientMessage>(&stream[used..], 1024) {
+                Ok(Some((message, len))) => {
+                    messages.push(message);
+                    used += len;
+                }
+                Ok(None) => return (messages, None, used),
+                Err(error) => return (messages, Some(error), used),
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fedtwin_core::codec::{DEFAULT_MAX_FRAME, FrameReader, encode_frame};
+use fedtwin_core::codec::{DEFAULT_MAX_FRAME, FrameReader, encode_batch};
 use fedtwin_core::message::{ClientMessage, ServerMessage};
 use fedtwin_rti::tls::{self, TlsFiles};
 use fedtwin_rti::{EmbeddedRti, EmbeddedSender};
@@ -378,17 +378,9 @@ async fn carry(
     let writing = async {
         let mut buffer = Vec::with_capacity(64 * 1024);
         while let Some(message) = outgoing.recv().await {
-            buffer.clear();
-            let mut next = Some(message);
-            while let Some(message) = next {
-                if let Err(error) = encode_frame(&message, &mut buffer, DEFAULT_MAX_FRAME) {
-                    warn!(%error, "request not sent");
-                }
-                next = if buffer.len() < 256 * 1024 {
-                    outgoing.try_recv().ok()
-                } else {
-                    None
-                };
+            let more = || outgoing.try_recv().ok();
+            for error in encode_batch(message, more, &mut buffer, DEFAULT_MAX_FRAME) {
+                warn!(%error, "request not sent");
             }
             if let Err(error) = send.write_all(&buffer).await {
                 return Some(match error {

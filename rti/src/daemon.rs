@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fedtwin_core::codec::{CodecError, FrameReader, decode_body, encode_frame};
+use fedtwin_core::codec::{CodecError, FrameReader, decode_body, encode_batch};
 use fedtwin_core::message::{ClientMessage, ServerMessage};
 use quinn::VarInt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -368,17 +368,8 @@ async fn write_frames(
 ) {
     let mut buffer = Vec::with_capacity(64 * 1024);
     while let Some(message) = outgoing.recv().await {
-        buffer.clear();
-        let mut next = Some(message);
-        while let Some(message) = next {
-            if let Err(error) = encode_frame(&message, &mut buffer, max_frame) {
-                warn!(%error, "message not sent");
-            }
-            next = if buffer.len() < 256 * 1024 {
-                outgoing.try_recv().ok()
-            } else {
-                None
-            };
+        for error in encode_batch(message, || outgoing.try_recv().ok(), &mut buffer, max_frame) {
+            warn!(%error, "message not sent");
         }
         if let Err(error) = send.write_all(&buffer).await {
             debug!(%error, "peer stream closed");
