@@ -96,8 +96,8 @@ impl FederateBuilder {
         self
     }
 
-    /// How long to spin waiting for the RTI before parking the thread (default 20 us). Zero
-    /// suits many federates sharing few cores; spinning suits one federate per core.
+    /// How long to poll (yielding the CPU) for the RTI's answer before parking the thread
+    /// (default 20 us). Zero suits many federates sharing few cores.
     pub fn spin(mut self, spin: Duration) -> Self {
         self.spin = spin;
         self
