@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use federate_sdk::{Admin, Connector, SimDuration, TlsFiles};
+use federate_sdk::{Admin, Connector, EmbeddedRti, SimDuration, TlsFiles};
+use fedtwin_fmi::AdapterConfig;
 use fedtwin_rti::config::RtiConfig;
 use fedtwin_rti::tls::{self, Role};
 use tracing::info;
@@ -69,6 +70,13 @@ enum Command {
         rti: String,
         #[command(flatten)]
         identity: IdentityArgs,
+    },
+    /// Runs FMUs as lock-step federates, one per adapter.toml (each on its own thread; those
+    /// without `rti` share one embedded RTI).
+    Fmu {
+        /// Adapter configuration (adapter.toml); repeat for several FMUs in one process.
+        #[arg(long, required = true)]
+        config: Vec<PathBuf>,
     },
     /// Runs a built-in example federation.
     Example {
@@ -175,6 +183,7 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { file },
         } => audit_verify(&file),
         Command::Status { rti, identity } => status(&rti, &identity),
+        Command::Fmu { config } => fmu(&config),
         Command::Example {
             example:
                 Example::PingPong {
@@ -352,6 +361,77 @@ fn status(rti: &str, identity: &IdentityArgs) -> Result<(), String> {
         print!("{stall}");
     }
     Ok(())
+}
+
+fn fmu(paths: &[PathBuf]) -> Result<(), String> {
+    // Check every file before starting anything, so that a bad file does not leave the other
+    // adapters waiting at the start barrier.
+    let configs = paths
+        .iter()
+        .map(|path| AdapterConfig::load(path).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut embedded = None;
+    let mut connectors = Vec::with_capacity(configs.len());
+    for config in &configs {
+        let connector = match config.daemon_connector().map_err(|e| e.to_string())? {
+            Some(daemon) => daemon,
+            None => {
+                if embedded.is_none() {
+                    embedded =
+                        Some(EmbeddedRti::start().map_err(|e| format!("embedded RTI: {e}"))?);
+                }
+                embedded
+                    .iter()
+                    .map(Connector::from)
+                    .next()
+                    .ok_or("no embedded RTI")?
+            }
+        };
+        connectors.push(connector);
+    }
+    info!(adapters = configs.len(), "running FMUs");
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = configs
+            .iter()
+            .zip(connectors)
+            .map(|(config, connector)| scope.spawn(move || fedtwin_fmi::run(config, connector)))
+            .collect();
+        handles.into_iter().map(|h| h.join()).collect()
+    });
+    let mut failures = Vec::new();
+    for (config, result) in configs.iter().zip(results) {
+        match result {
+            Ok(Ok(summary)) => {
+                let outputs: Vec<String> = summary
+                    .outputs
+                    .iter()
+                    .map(|(name, value)| format!("{name} = {value:.6e}"))
+                    .collect();
+                let ending = match summary.terminated_early {
+                    Some(at) => format!("terminated by the FMU at {at}"),
+                    None => format!("reached {}", summary.final_time),
+                };
+                println!(
+                    "{}: {} steps of {}, {ending}; {}",
+                    config.instance,
+                    summary.steps,
+                    summary.step,
+                    outputs.join(", ")
+                );
+            }
+            Ok(Err(error)) => failures.push(error.to_string()),
+            Err(_) => failures.push(format!(
+                "the adapter thread of `{}` panicked",
+                config.instance
+            )),
+        }
+    }
+    drop(embedded);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\nerror: "))
+    }
 }
 
 fn ping_pong(

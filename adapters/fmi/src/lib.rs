@@ -34,7 +34,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod archive;
+pub mod config;
 mod error;
+pub mod federate;
 mod fmu;
 mod functions;
 mod instance;
@@ -43,7 +45,9 @@ pub mod model_description;
 
 use fedtwin_core::{SimDuration, SimTime};
 
+pub use config::{AdapterConfig, ConfigError};
 pub use error::{FmiError, Status};
+pub use federate::{AdapterError, RunSummary, run, run_with};
 pub use fmu::{Fmu, platform};
 pub use instance::{FmuState, Instance, StepOutcome};
 pub use model_description::{DescriptionError, ModelDescription};

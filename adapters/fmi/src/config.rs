@@ -1,0 +1,804 @@
+//! `adapter.toml`: how one FMU takes part in a federation.
+//!
+//! ```toml
+//! fmu = "oscillator_mass.fmu"   # relative to this file
+//! instance = "mass"             # federate name (and certificate identity against a daemon)
+//! federation = "oscillator"
+//! # rti = "quic://127.0.0.1:4433"   # absent: an RTI embedded in the process
+//! # certs = "certs"                 # with `rti`: folder of ca.pem and this identity's files
+//! expect = ["mass", "spring"]   # optional: wait for these federates before stepping
+//!
+//! [experiment]
+//! start = "0s"
+//! stop = "10s"
+//!
+//! [step]
+//! size = "10ms"                 # absent: the step controller chooses the largest stable step
+//! min = "1us"
+//! max = "100ms"
+//! alpha = 0.9
+//! fastest_eigenvalue = 10.0     # |lambda| in 1/s of the coupling this FMU takes part in
+//! override_stability = false
+//!
+//! [parameters]                  # start values set before initialization
+//! mass = 1.0
+//!
+//! [[object_class]]              # optional: the federation's object model, verbatim
+//! name = "Mass.State"
+//! attributes = ["x", "v"]
+//!
+//! [[publish]]                   # FMU output -> attribute
+//! variable = "x"
+//! attribute = "Mass.State.x"
+//!
+//! [[subscribe]]                 # attribute -> FMU input
+//! attribute = "Spring.State.force"
+//! variable = "force"
+//! start = -100.0                # the input's value until the first reflection
+//! ```
+//!
+//! [`AdapterConfig::load`] checks the file on its own (syntax, unknown keys, times, attribute
+//! paths); [`AdapterConfig::resolve`] checks it against the FMU's model description (variable
+//! names, types, causalities). Every error names the file and the line at fault.
+//!
+//! Without `[[object_class]]` the object model is derived from the publish and subscribe
+//! attribute paths (class = everything before the last dot). Adapters of one federation must
+//! agree on the model, so when they map different subsets of a class, give the classes
+//! explicitly in each file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use fedtwin_core::step::StepSettings;
+use fedtwin_core::{ObjectModel, SimDuration, SimTime};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ModelDescription;
+use crate::model_description::{Causality, Initial, ScalarVariable, ValueType};
+
+/// Why an adapter configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the adapter configuration {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not valid TOML or does not have the expected keys.
+    #[error("{file}: {message}")]
+    Syntax {
+        /// The file, as given.
+        file: String,
+        /// The TOML parser's message, which shows the line.
+        message: String,
+    },
+    /// A value is wrong; the line shows which.
+    #[error("{file}, line {line}: {message}")]
+    Invalid {
+        /// The file, as given.
+        file: String,
+        /// 1-based line of the value at fault.
+        line: usize,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+}
+
+/// A checked adapter configuration (see the [module documentation](self)).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AdapterConfig {
+    /// The configuration file, for messages.
+    pub file: String,
+    /// The `.fmu` archive.
+    pub fmu: PathBuf,
+    /// The federate's name, also the FMU instance's name.
+    pub instance: String,
+    /// The federation to join (created when missing).
+    pub federation: String,
+    /// A daemon's address (`quic://host:port`); `None` for an embedded RTI.
+    pub rti: Option<String>,
+    /// Folder of `ca.pem` and this identity's certificate and key (with `rti`).
+    pub certs: PathBuf,
+    /// Federates to wait for before the first step (empty: no start barrier).
+    pub expect: Vec<String>,
+    /// Start of the experiment.
+    pub start: SimTime,
+    /// End of the experiment.
+    pub stop: SimTime,
+    /// The requested communication step; `None` lets the step controller choose.
+    pub step_size: Option<SimDuration>,
+    /// The step controller's settings.
+    pub step: StepSettings,
+    /// `|lambda|` in 1/s of the coupling this FMU takes part in, if declared.
+    pub fastest_eigenvalue: Option<f64>,
+    /// Start values set before initialization, by variable name.
+    pub parameters: Vec<Parameter>,
+    /// FMU outputs published as attributes.
+    pub publish: Vec<Publication>,
+    /// Attributes written into FMU inputs.
+    pub subscribe: Vec<Subscription>,
+    /// The federation's object model: classes with their attributes.
+    pub object_classes: Vec<(String, Vec<String>)>,
+    /// Ask the FMU to log everything (as `tracing` debug events).
+    pub fmu_logging: bool,
+}
+
+/// A start value for an FMU variable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameter {
+    /// The variable's name.
+    pub variable: String,
+    /// Its value.
+    pub value: f64,
+    /// Line in the configuration.
+    pub line: usize,
+}
+
+/// An FMU output published as an attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// The FMU output.
+    pub variable: String,
+    /// The attribute's class.
+    pub class: String,
+    /// The attribute's name within the class.
+    pub attribute: String,
+    /// Line of `variable` in the configuration.
+    pub line: usize,
+}
+
+/// An attribute written into an FMU input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    /// The attribute's class.
+    pub class: String,
+    /// The attribute's name within the class.
+    pub attribute: String,
+    /// The FMU input.
+    pub variable: String,
+    /// The input's value until the first reflection (`None`: the FMU's own start value).
+    pub start: Option<f64>,
+    /// Line of `variable` in the configuration.
+    pub line: usize,
+}
+
+/// The configuration resolved against the FMU: value references in the order of
+/// [`AdapterConfig::publish`], [`AdapterConfig::subscribe`] and [`AdapterConfig::parameters`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// Value references of the published outputs.
+    pub outputs: Vec<u32>,
+    /// Value references of the subscribed inputs.
+    pub inputs: Vec<u32>,
+    /// Value references and values of the Real parameters.
+    pub real_parameters: (Vec<u32>, Vec<f64>),
+    /// Value references and values of the Integer parameters.
+    pub integer_parameters: (Vec<u32>, Vec<i32>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    fmu: Spanned<String>,
+    instance: Spanned<String>,
+    federation: String,
+    rti: Option<String>,
+    certs: Option<String>,
+    #[serde(default)]
+    expect: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    experiment: RawExperiment,
+    #[serde(default)]
+    step: RawStep,
+    #[serde(default)]
+    parameters: BTreeMap<Spanned<String>, Spanned<f64>>,
+    #[serde(default)]
+    object_class: Vec<RawObjectClass>,
+    #[serde(default)]
+    publish: Vec<RawPublish>,
+    #[serde(default)]
+    subscribe: Vec<RawSubscribe>,
+    #[serde(default)]
+    fmu_logging: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    start: Option<Spanned<String>>,
+    stop: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    size: Option<Spanned<String>>,
+    min: Option<Spanned<String>>,
+    max: Option<Spanned<String>>,
+    alpha: Option<Spanned<f64>>,
+    fastest_eigenvalue: Option<Spanned<f64>>,
+    #[serde(default)]
+    override_stability: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjectClass {
+    name: Spanned<String>,
+    attributes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublish {
+    variable: Spanned<String>,
+    attribute: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscribe {
+    attribute: Spanned<String>,
+    variable: Spanned<String>,
+    start: Option<f64>,
+}
+
+/// Turns byte spans into 1-based line numbers and errors that name the file.
+struct Source<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(&self, span: Range<usize>, message: impl fmt::Display) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: self.line(span),
+            message: message.to_string(),
+        }
+    }
+
+    fn duration(&self, value: &Spanned<String>, what: &str) -> Result<SimDuration, ConfigError> {
+        value.get_ref().parse().map_err(|e| {
+            self.error(
+                value.span(),
+                format_args!("{what} = \"{}\" is not a duration: {e}", value.get_ref()),
+            )
+        })
+    }
+
+    fn time(&self, value: &Spanned<String>, what: &str) -> Result<SimTime, ConfigError> {
+        value.get_ref().parse().map_err(|e| {
+            self.error(
+                value.span(),
+                format_args!("{what} = \"{}\" is not a time: {e}", value.get_ref()),
+            )
+        })
+    }
+
+    fn attribute_path(&self, value: &Spanned<String>) -> Result<(String, String), ConfigError> {
+        match value.get_ref().rsplit_once('.') {
+            Some((class, attribute)) if !class.is_empty() && !attribute.is_empty() => {
+                Ok((class.to_owned(), attribute.to_owned()))
+            }
+            _ => Err(self.error(
+                value.span(),
+                format_args!(
+                    "attribute `{}` needs a class: write `Class.attribute`, e.g. `Mass.State.x`",
+                    value.get_ref()
+                ),
+            )),
+        }
+    }
+}
+
+impl AdapterConfig {
+    /// Reads and checks an `adapter.toml`; relative paths in it are relative to its folder.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Io`], [`ConfigError::Syntax`] (with the parser's line) and
+    /// [`ConfigError::Invalid`] naming the line at fault.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses and checks configuration text named `file` (for messages), with relative paths
+    /// taken relative to `base`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load), without [`ConfigError::Io`].
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_owned(),
+            message: e.to_string(),
+        })?;
+        let source = Source { file, text };
+        let relative = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let instance = raw.instance.get_ref().clone();
+        if instance.is_empty() {
+            return Err(source.error(raw.instance.span(), "instance must not be empty"));
+        }
+        if raw.fmu.get_ref().is_empty() {
+            return Err(source.error(raw.fmu.span(), "fmu must name an .fmu file"));
+        }
+        let expect = match &raw.expect {
+            Some(list) if !list.get_ref().contains(&instance) => {
+                return Err(source.error(
+                    list.span(),
+                    format_args!(
+                        "expect lists the federates that start together; add this one, \
+                         `{instance}`, to it"
+                    ),
+                ));
+            }
+            Some(list) => list.get_ref().clone(),
+            None => Vec::new(),
+        };
+
+        let start = match &raw.experiment.start {
+            Some(s) => source.time(s, "start")?,
+            None => SimTime::ZERO,
+        };
+        let stop = match &raw.experiment.stop {
+            Some(s) => source.time(s, "stop")?,
+            None => SimTime::from_secs(1).unwrap_or(SimTime::END),
+        };
+        if stop <= start {
+            let span = raw.experiment.stop.as_ref().map_or(0..0, Spanned::span);
+            return Err(source.error(
+                span,
+                format_args!("stop = {stop} must come after start = {start}"),
+            ));
+        }
+
+        let mut step = StepSettings {
+            override_stability: raw.step.override_stability,
+            ..StepSettings::default()
+        };
+        if let Some(min) = &raw.step.min {
+            step.min_step = source.duration(min, "min")?;
+        }
+        if let Some(max) = &raw.step.max {
+            step.max_step = source.duration(max, "max")?;
+        }
+        if let Some(alpha) = &raw.step.alpha {
+            step.alpha = *alpha.get_ref();
+        }
+        let step_size = match &raw.step.size {
+            Some(size) => {
+                let h = source.duration(size, "size")?;
+                if h.is_zero() {
+                    return Err(source.error(size.span(), "size must be positive"));
+                }
+                Some(h)
+            }
+            None => None,
+        };
+        if let Err(e) = step.validate() {
+            let span = raw
+                .step
+                .alpha
+                .as_ref()
+                .or(raw.step.fastest_eigenvalue.as_ref())
+                .map_or(0..0, Spanned::span);
+            return Err(source.error(span, e));
+        }
+        let fastest_eigenvalue = raw.step.fastest_eigenvalue.as_ref().map(|l| *l.get_ref());
+
+        let parameters = raw
+            .parameters
+            .iter()
+            .map(|(name, value)| Parameter {
+                variable: name.get_ref().clone(),
+                value: *value.get_ref(),
+                line: source.line(name.span()),
+            })
+            .collect();
+
+        let mut publish = Vec::new();
+        for p in &raw.publish {
+            let (class, attribute) = source.attribute_path(&p.attribute)?;
+            publish.push(Publication {
+                variable: p.variable.get_ref().clone(),
+                class,
+                attribute,
+                line: source.line(p.variable.span()),
+            });
+        }
+        let mut subscribe: Vec<Subscription> = Vec::new();
+        for s in &raw.subscribe {
+            let (class, attribute) = source.attribute_path(&s.attribute)?;
+            if let Some(other) = subscribe
+                .iter()
+                .find(|o| o.variable == *s.variable.get_ref())
+            {
+                return Err(source.error(
+                    s.variable.span(),
+                    format_args!(
+                        "input `{}` is already fed by `{}.{}` (line {}); an input takes one \
+                         attribute",
+                        other.variable, other.class, other.attribute, other.line
+                    ),
+                ));
+            }
+            subscribe.push(Subscription {
+                class,
+                attribute,
+                variable: s.variable.get_ref().clone(),
+                start: s.start,
+                line: source.line(s.variable.span()),
+            });
+        }
+
+        let object_classes = if raw.object_class.is_empty() {
+            derive_classes(&publish, &subscribe)
+        } else {
+            let classes: Vec<(String, Vec<String>)> = raw
+                .object_class
+                .iter()
+                .map(|c| (c.name.get_ref().clone(), c.attributes.clone()))
+                .collect();
+            check_declared(&source, &raw, &classes)?;
+            classes
+        };
+
+        Ok(Self {
+            file: file.to_owned(),
+            fmu: relative(raw.fmu.get_ref()),
+            instance,
+            federation: raw.federation,
+            rti: raw.rti,
+            certs: relative(raw.certs.as_deref().unwrap_or("certs")),
+            expect,
+            start,
+            stop,
+            step_size,
+            step,
+            fastest_eigenvalue,
+            parameters,
+            publish,
+            subscribe,
+            object_classes,
+            fmu_logging: raw.fmu_logging,
+        })
+    }
+
+    /// The federation's object model.
+    pub fn object_model(&self) -> ObjectModel {
+        self.object_classes
+            .iter()
+            .fold(ObjectModel::new(), |model, (name, attributes)| {
+                model.with_object_class(name, attributes.iter().map(String::as_str))
+            })
+    }
+
+    /// The published classes, in first-mention order, with their attributes.
+    pub fn published_classes(&self) -> Vec<(&str, Vec<&Publication>)> {
+        let mut classes: Vec<(&str, Vec<&Publication>)> = Vec::new();
+        for p in &self.publish {
+            match classes.iter_mut().find(|(c, _)| *c == p.class) {
+                Some((_, list)) => list.push(p),
+                None => classes.push((&p.class, vec![p])),
+            }
+        }
+        classes
+    }
+
+    /// Checks the mappings and parameters against the FMU's model description and resolves
+    /// value references.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the line and the variable: unknown names, types other
+    /// than Real in a mapping, and causality errors (publishing an input or parameter,
+    /// subscribing into an output, setting a calculated variable).
+    pub fn resolve(&self, description: &ModelDescription) -> Result<Resolved, ConfigError> {
+        let fmu_name = self.fmu.file_name().map_or_else(
+            || self.fmu.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let invalid = |line: usize, message: String| ConfigError::Invalid {
+            file: self.file.clone(),
+            line,
+            message,
+        };
+        let find = |name: &str, line: usize| {
+            description.variable(name).ok_or_else(|| {
+                invalid(
+                    line,
+                    format!(
+                        "`{name}` is not a variable of {fmu_name}; it has {}",
+                        list_names(description)
+                    ),
+                )
+            })
+        };
+        let real = |variable: &ScalarVariable, line: usize, role: &str| {
+            let found = variable.kind.value_type();
+            if found == ValueType::Real {
+                Ok(())
+            } else {
+                Err(invalid(
+                    line,
+                    format!(
+                        "`{}` is a {found} variable of {fmu_name}; only Real variables can be \
+                         {role}",
+                        variable.name
+                    ),
+                ))
+            }
+        };
+
+        let mut outputs = Vec::with_capacity(self.publish.len());
+        for p in &self.publish {
+            let variable = find(&p.variable, p.line)?;
+            if variable.causality != Causality::Output {
+                return Err(invalid(
+                    p.line,
+                    format!(
+                        "`{}` is {} of {fmu_name}; only outputs can be published",
+                        p.variable,
+                        causality_phrase(variable.causality)
+                    ),
+                ));
+            }
+            real(variable, p.line, "published")?;
+            outputs.push(variable.value_reference);
+        }
+
+        let mut inputs = Vec::with_capacity(self.subscribe.len());
+        for s in &self.subscribe {
+            let variable = find(&s.variable, s.line)?;
+            if variable.causality != Causality::Input {
+                return Err(invalid(
+                    s.line,
+                    format!(
+                        "`{}` is {} of {fmu_name}; only inputs can take subscribed attributes",
+                        s.variable,
+                        causality_phrase(variable.causality)
+                    ),
+                ));
+            }
+            real(variable, s.line, "subscribed into")?;
+            inputs.push(variable.value_reference);
+        }
+
+        let mut real_parameters = (Vec::new(), Vec::new());
+        let mut integer_parameters = (Vec::new(), Vec::new());
+        for p in &self.parameters {
+            let variable = find(&p.variable, p.line)?;
+            let settable = matches!(variable.causality, Causality::Parameter | Causality::Input)
+                || variable.initial == Some(Initial::Exact);
+            if !settable {
+                return Err(invalid(
+                    p.line,
+                    format!(
+                        "`{}` is {} of {fmu_name} without initial=\"exact\"; only parameters, \
+                         inputs and exactly initialized variables take start values",
+                        p.variable,
+                        causality_phrase(variable.causality)
+                    ),
+                ));
+            }
+            match variable.kind.value_type() {
+                ValueType::Real => {
+                    real_parameters.0.push(variable.value_reference);
+                    real_parameters.1.push(p.value);
+                }
+                ValueType::Integer
+                    if p.value.fract() == 0.0 && p.value.abs() <= f64::from(i32::MAX) =>
+                {
+                    integer_parameters.0.push(variable.value_reference);
+                    // In range and integral, checked just above.
+                    integer_parameters.1.push(p.value as i32);
+                }
+                other => {
+                    return Err(invalid(
+                        p.line,
+                        format!(
+                            "`{}` is a {other} variable of {fmu_name} and {} does not fit it; \
+                             give Real values, or whole numbers for Integer variables",
+                            p.variable, p.value
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Resolved {
+            outputs,
+            inputs,
+            real_parameters,
+            integer_parameters,
+        })
+    }
+}
+
+fn derive_classes(
+    publish: &[Publication],
+    subscribe: &[Subscription],
+) -> Vec<(String, Vec<String>)> {
+    let mut classes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let paths = publish
+        .iter()
+        .map(|p| (&p.class, &p.attribute))
+        .chain(subscribe.iter().map(|s| (&s.class, &s.attribute)));
+    for (class, attribute) in paths {
+        let attributes = classes.entry(class).or_default();
+        if !attributes.contains(attribute) {
+            attributes.push(attribute.clone());
+        }
+    }
+    classes
+        .into_iter()
+        .map(|(class, mut attributes)| {
+            attributes.sort();
+            (class.to_owned(), attributes)
+        })
+        .collect()
+}
+
+fn check_declared(
+    source: &Source<'_>,
+    raw: &RawConfig,
+    classes: &[(String, Vec<String>)],
+) -> Result<(), ConfigError> {
+    let attributes = raw
+        .publish
+        .iter()
+        .map(|p| &p.attribute)
+        .chain(raw.subscribe.iter().map(|s| &s.attribute));
+    for attribute in attributes {
+        let (class, name) = source.attribute_path(attribute)?;
+        let declared = classes
+            .iter()
+            .any(|(c, list)| *c == class && list.contains(&name));
+        if !declared {
+            return Err(source.error(
+                attribute.span(),
+                format_args!(
+                    "attribute `{}` is not in the [[object_class]] list; add `{name}` to class \
+                     `{class}` there",
+                    attribute.get_ref()
+                ),
+            ));
+        }
+    }
+    for class in &raw.object_class {
+        if class.attributes.is_empty() {
+            return Err(source.error(
+                class.name.span(),
+                format_args!("object class `{}` has no attributes", class.name.get_ref()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn causality_phrase(causality: Causality) -> &'static str {
+    match causality {
+        Causality::Parameter => "a parameter",
+        Causality::CalculatedParameter => "a calculated parameter",
+        Causality::Input => "an input",
+        Causality::Output => "an output",
+        Causality::Local => "a local variable",
+        Causality::Independent => "the independent variable",
+    }
+}
+
+fn list_names(description: &ModelDescription) -> String {
+    let names: Vec<&str> = description
+        .variables
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    names.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASS: &str = r#"
+fmu = "oscillator_mass.fmu"
+instance = "mass"
+federation = "oscillator"
+expect = ["mass", "spring"]
+
+[experiment]
+stop = "2s"
+
+[step]
+size = "10ms"
+fastest_eigenvalue = 10.0
+
+[parameters]
+mass = 1.0
+
+[[publish]]
+variable = "x"
+attribute = "Mass.State.x"
+
+[[subscribe]]
+attribute = "Spring.State.force"
+variable = "force"
+start = -100.0
+"#;
+
+    #[test]
+    fn parses_and_derives_the_object_model() {
+        let config = AdapterConfig::parse(MASS, "mass.toml", Path::new("/cfg")).unwrap();
+        assert_eq!(config.fmu, Path::new("/cfg/oscillator_mass.fmu"));
+        assert_eq!(config.stop, SimTime::from_secs(2).unwrap());
+        assert_eq!(
+            config.step_size,
+            Some(SimDuration::from_millis(10).unwrap())
+        );
+        assert_eq!(config.parameters[0].line, 15);
+        assert_eq!(config.publish[0].line, 18);
+        assert_eq!(config.subscribe[0].line, 23);
+        assert_eq!(config.subscribe[0].start, Some(-100.0));
+        assert_eq!(
+            config.object_classes,
+            vec![
+                ("Mass.State".to_owned(), vec!["x".to_owned()]),
+                ("Spring.State".to_owned(), vec!["force".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = MASS.replace("size = \"10ms\"", "size = \"ten\"");
+        let error = AdapterConfig::parse(&text, "mass.toml", Path::new("")).unwrap_err();
+        assert!(
+            error.to_string().starts_with("mass.toml, line 11: size"),
+            "{error}"
+        );
+
+        let text = MASS.replace("attribute = \"Mass.State.x\"", "attribute = \"x\"");
+        let error = AdapterConfig::parse(&text, "mass.toml", Path::new("")).unwrap_err();
+        assert!(error.to_string().contains("line 19"), "{error}");
+
+        let text = MASS.replace("[step]", "[step]\nsizes = 1");
+        let error = AdapterConfig::parse(&text, "mass.toml", Path::new("")).unwrap_err();
+        assert!(matches!(error, ConfigError::Syntax { .. }), "{error}");
+
+        let text = MASS.replace("\"mass\", \"spring\"", "\"spring\"");
+        let error = AdapterConfig::parse(&text, "mass.toml", Path::new("")).unwrap_err();
+        assert!(error.to_string().contains("line 5"), "{error}");
+    }
+}

@@ -1,0 +1,652 @@
+//! One FMU as a lock-step federate.
+//!
+//! # Timing
+//!
+//! The federate is time-regulating with a lookahead of one communication step `h` and
+//! time-constrained. Coupled FMUs exchange values in Jacobi fashion: granted at `T`, each one
+//!
+//! 1. writes the latest reflected attributes into its FMU inputs: the others' outputs at `T`,
+//!    delivered with the grant to `T`;
+//! 2. steps the FMU over `[T, T + h]`;
+//! 3. publishes its outputs at `T + h`, stamped `T + h` (exactly its bound `T + L`);
+//! 4. requests `T + h` (TAR); the grant to `T + h` delivers the others' outputs at `T + h`.
+//!
+//! Outputs at the start time cannot be stamped (the bound is already `start + h`), so with a
+//! start barrier (`expect`) the adapters exchange them untimestamped between two
+//! synchronization points: `ready` (everyone joined and subscribed) and `start` (everyone sent
+//! their initial outputs). Each FMU therefore starts from the others' actual initial outputs, and
+//! the only error the coupling adds is the Jacobi hold of the inputs over each step. Without a
+//! barrier the inputs start from their configured `start` values.
+//!
+//! # Status handling
+//!
+//! * `fmi2Discard`: when the FMU declares `canHandleVariableCommunicationStepSize` and
+//!   `canGetAndSetFMUstate`, its state is saved before every step; a discarded step is undone
+//!   and the same interval retried as two half steps, recursively, down to the configured
+//!   minimum step. Otherwise the run ends with [`AdapterError::Discarded`]. Sub-steps do not
+//!   change what is published: outputs still go out at `T + h`.
+//! * FMU terminated (`fmi2Terminated`): the federate resigns cleanly and
+//!   [`RunSummary::terminated_early`] says when.
+//! * `fmi2Error`, `fmi2Fatal`: the federate resigns (so that the others' GALT moves on) and the
+//!   run ends with [`AdapterError::Fmu`], quoting the FMU's message.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use federate_sdk::{
+    Connector, Delivery, Error as FederateError, Federate, ObjectInstance, Order, RtiError,
+    SimDuration, SimTime, TlsFiles, Values, blocking,
+};
+use fedtwin_core::step::{self, Coupled, Dynamics, StepError};
+use tracing::{info, warn};
+
+use crate::config::{AdapterConfig, ConfigError, Resolved};
+use crate::model_description::VariableKind;
+use crate::{FmiError, Fmu, FmuState, Instance, StepOutcome, to_sim_time};
+
+/// How long the start barrier waits for the expected federates to join.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why an adapter run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdapterError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The step controller refused the step (the message has the numbers).
+    #[error("{0}")]
+    Unstable(StepError),
+    /// The FMU failed to load, initialize or step; the message quotes the FMU.
+    #[error("FMU `{instance}`: {source}")]
+    Fmu {
+        /// The instance (federate) name.
+        instance: String,
+        /// The FMI error.
+        #[source]
+        source: Box<FmiError>,
+    },
+    /// The FMU discarded a step and the adapter cannot retry it.
+    #[error("FMU `{instance}` discarded the step from {time} over {step}: {reason}")]
+    Discarded {
+        /// The instance (federate) name.
+        instance: String,
+        /// Start of the discarded step.
+        time: SimTime,
+        /// Its length.
+        step: SimDuration,
+        /// Why it cannot be retried, and what to change.
+        reason: String,
+    },
+    /// The federation refused or lost the federate.
+    #[error("federate `{instance}`: {source}")]
+    Federation {
+        /// The federate name.
+        instance: String,
+        /// The SDK's error.
+        #[source]
+        source: FederateError,
+    },
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RunSummary {
+    /// The communication step.
+    pub step: SimDuration,
+    /// Communication steps completed.
+    pub steps: u64,
+    /// The FMU's time when the run ended.
+    pub final_time: SimTime,
+    /// When the FMU stopped the simulation before the stop time.
+    pub terminated_early: Option<SimTime>,
+    /// The published outputs at the end, by variable name.
+    pub outputs: Vec<(String, f64)>,
+}
+
+impl AdapterConfig {
+    /// The connector for a daemon (`rti` set), or `None` for an embedded RTI.
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::Federation`] for an address that is not `quic://host:port`.
+    pub fn daemon_connector(&self) -> Result<Option<Connector>, AdapterError> {
+        let Some(rti) = &self.rti else {
+            return Ok(None);
+        };
+        Connector::quic(rti, TlsFiles::in_dir(&self.certs, &self.instance))
+            .map(Some)
+            .map_err(|source| AdapterError::Federation {
+                instance: self.instance.clone(),
+                source,
+            })
+    }
+
+    /// The communication step: `[step] size` checked against the stability bound, or the
+    /// largest stable step the controller chooses. With `override_stability` an unstable step
+    /// is logged and kept.
+    ///
+    /// The check uses no coupling delay: in lock-step the exchange delay is the step itself,
+    /// which the rule already counts.
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::Unstable`] with the controller's message.
+    pub fn communication_step(&self) -> Result<SimDuration, AdapterError> {
+        let dynamics = self
+            .fastest_eigenvalue
+            .map(Dynamics::from_eigenvalue)
+            .transpose()
+            .map_err(AdapterError::Unstable)?;
+        let coupled = [Coupled {
+            name: &self.instance,
+            dynamics,
+            max_step: None,
+        }];
+        let Some(size) = self.step_size else {
+            let choice = step::choose_step(&self.step, &coupled, SimDuration::ZERO)
+                .map_err(AdapterError::Unstable)?;
+            if let Some(unstable) = choice.unstable {
+                warn!(instance = %self.instance, "override_stability: {unstable}");
+            }
+            return Ok(choice.step);
+        };
+        self.step.validate().map_err(AdapterError::Unstable)?;
+        match step::check_step(self.step.alpha, &coupled, size, SimDuration::ZERO) {
+            Ok(()) => Ok(size),
+            Err(unstable) if self.step.override_stability => {
+                warn!(instance = %self.instance, "override_stability: {unstable}");
+                Ok(size)
+            }
+            Err(unstable) => Err(AdapterError::Unstable(unstable)),
+        }
+    }
+}
+
+/// Runs the FMU of `config` as a lock-step federate through `connector` until its stop time.
+///
+/// # Errors
+///
+/// See [`AdapterError`]; after joining, the federate resigns before any error is returned.
+pub fn run(config: &AdapterConfig, connector: Connector) -> Result<RunSummary, AdapterError> {
+    run_with(config, connector, |_, _| {})
+}
+
+/// As [`run`], calling `on_outputs(t, outputs)` with the published outputs (in the order of
+/// [`AdapterConfig::publish`]) at the start time and after every step.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_with(
+    config: &AdapterConfig,
+    connector: Connector,
+    on_outputs: impl FnMut(SimTime, &[f64]),
+) -> Result<RunSummary, AdapterError> {
+    // The step is checked here, by the adapter, and not declared to the RTI with
+    // `declare_dynamics`: the RTI's event-mode check counts the lookahead as a coupling delay,
+    // which in lock-step is the same exchange as the step and would be counted twice.
+    let h = config.communication_step()?;
+    let mut adapter = Adapter::start(config, h)?;
+    info!(instance = %config.instance, step = %h, fmu = %config.fmu.display(), "FMU ready");
+
+    let federate = Federate::builder(&config.federation, &config.instance)
+        .create_federation(config.object_model())
+        .time_regulating(h)
+        .time_constrained()
+        // An embedded RTI lives as long as a handle to it: keep `connector` until the end.
+        .join_blocking(connector.clone())
+        .map_err(|source| adapter.federation_error(source))?;
+    let mut lockstep = LockStep {
+        federate,
+        objects: Vec::new(),
+        adapter: &mut adapter,
+    };
+    match lockstep.run(on_outputs) {
+        Ok(summary) => {
+            lockstep
+                .federate
+                .resign()
+                .map_err(|source| adapter.federation_error(source))?;
+            info!(
+                instance = %config.instance,
+                steps = summary.steps,
+                time = %summary.final_time,
+                "run finished"
+            );
+            drop(connector);
+            Ok(summary)
+        }
+        Err(error) => {
+            warn!(instance = %config.instance, "run failed, resigning: {error}");
+            let _ = lockstep.federate.resign();
+            drop(connector);
+            Err(error)
+        }
+    }
+}
+
+/// The FMU side: the instance and the resolved mapping.
+struct Adapter<'a> {
+    config: &'a AdapterConfig,
+    _fmu: Fmu,
+    instance: Instance,
+    resolved: Resolved,
+    h: SimDuration,
+    /// Current input values, in the order of the subscriptions.
+    inputs: Vec<f64>,
+    /// The state saved before each step, when discarded steps can be retried.
+    saved: Option<FmuState>,
+    /// Whether discarded steps can be retried at all (and why not).
+    retry: Result<(), String>,
+}
+
+/// The federate side of a run.
+struct LockStep<'a, 'c> {
+    federate: blocking::Federate,
+    /// One registered object per published class, with its publications' indices.
+    objects: Vec<(ObjectInstance, Vec<usize>)>,
+    adapter: &'a mut Adapter<'c>,
+}
+
+/// How one communication step ended.
+enum Advance {
+    Completed,
+    Terminated(SimTime),
+}
+
+impl<'c> Adapter<'c> {
+    /// Opens, instantiates and initializes the FMU.
+    fn start(config: &'c AdapterConfig, h: SimDuration) -> Result<Self, AdapterError> {
+        let fmi = |source| AdapterError::Fmu {
+            instance: config.instance.clone(),
+            source: Box::new(source),
+        };
+        let fmu = Fmu::open(&config.fmu).map_err(fmi)?;
+        let resolved = config.resolve(fmu.description())?;
+        let capabilities = &fmu.description().co_simulation;
+        let retry = if !capabilities.can_handle_variable_communication_step_size {
+            Err(
+                "it does not declare canHandleVariableCommunicationStepSize, so the adapter \
+                 cannot retry with shorter steps; take a shorter [step] size"
+                    .to_owned(),
+            )
+        } else if !capabilities.can_get_and_set_fmu_state {
+            Err(
+                "it does not declare canGetAndSetFMUstate, so the adapter cannot undo the \
+                 discarded step to retry it; take a shorter [step] size"
+                    .to_owned(),
+            )
+        } else {
+            Ok(())
+        };
+        let mut instance =
+            Instance::new(&fmu, &config.instance, config.fmu_logging).map_err(fmi)?;
+
+        let (references, values) = &resolved.real_parameters;
+        if !references.is_empty() {
+            instance.set_real(references, values).map_err(fmi)?;
+        }
+        let (references, values) = &resolved.integer_parameters;
+        if !references.is_empty() {
+            instance.set_integer(references, values).map_err(fmi)?;
+        }
+        // Inputs start from the configured value, else from the model description's.
+        let mut inputs = Vec::with_capacity(resolved.inputs.len());
+        for subscription in &config.subscribe {
+            let described =
+                fmu.description()
+                    .variable(&subscription.variable)
+                    .and_then(|v| match v.kind {
+                        VariableKind::Real { start, .. } => start,
+                        _ => None,
+                    });
+            inputs.push(subscription.start.or(described).unwrap_or(0.0));
+        }
+        if !inputs.is_empty() {
+            instance.set_real(&resolved.inputs, &inputs).map_err(fmi)?;
+        }
+
+        let steps = step_count(config.start, config.stop, h);
+        let stop = config
+            .start
+            .checked_add(SimDuration::from_ticks(h.ticks().saturating_mul(steps)))
+            .unwrap_or(config.stop);
+        instance
+            .setup_experiment(None, config.start.as_secs_f64(), Some(stop.as_secs_f64()))
+            .map_err(fmi)?;
+        instance.enter_initialization_mode().map_err(fmi)?;
+        instance.exit_initialization_mode().map_err(fmi)?;
+        let saved = match retry {
+            Ok(()) => Some(instance.get_state().map_err(fmi)?),
+            Err(_) => None,
+        };
+        Ok(Self {
+            config,
+            _fmu: fmu,
+            instance,
+            resolved,
+            h,
+            inputs,
+            saved,
+            retry,
+        })
+    }
+
+    fn fmi_error(&self, source: FmiError) -> AdapterError {
+        AdapterError::Fmu {
+            instance: self.config.instance.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    fn federation_error(&self, source: FederateError) -> AdapterError {
+        AdapterError::Federation {
+            instance: self.config.instance.clone(),
+            source,
+        }
+    }
+
+    fn outputs(&mut self) -> Result<Vec<f64>, AdapterError> {
+        self.instance
+            .get_real(&self.resolved.outputs)
+            .map_err(|e| self.fmi_error(e))
+    }
+
+    /// Steps the FMU over `[time, time + step]`, retrying a discarded step in halves.
+    fn advance(&mut self, time: SimTime, step: SimDuration) -> Result<Advance, AdapterError> {
+        if let Some(saved) = &mut self.saved {
+            self.instance
+                .update_state(saved)
+                .map_err(|source| AdapterError::Fmu {
+                    instance: self.config.instance.clone(),
+                    source: Box::new(source),
+                })?;
+        }
+        let outcome = self
+            .instance
+            .do_step(time.as_secs_f64(), step.as_secs_f64())
+            .map_err(|e| self.fmi_error(e))?;
+        match outcome {
+            StepOutcome::Completed => Ok(Advance::Completed),
+            StepOutcome::Terminated => {
+                let reached = self
+                    .instance
+                    .last_successful_time()
+                    .ok()
+                    .and_then(|t| to_sim_time(t).ok())
+                    .unwrap_or(time);
+                Ok(Advance::Terminated(reached))
+            }
+            StepOutcome::Discarded => self.retry(time, step),
+        }
+    }
+
+    /// Undoes a discarded step and takes it as two half steps.
+    fn retry(&mut self, time: SimTime, step: SimDuration) -> Result<Advance, AdapterError> {
+        let discarded = |reason: String| AdapterError::Discarded {
+            instance: self.config.instance.clone(),
+            time,
+            step,
+            reason,
+        };
+        if let Err(reason) = &self.retry {
+            return Err(discarded(reason.clone()));
+        }
+        let half = SimDuration::from_ticks(step.ticks() / 2);
+        if half < self.config.step.min_step {
+            return Err(discarded(format!(
+                "half of it is below the minimum step {}; lower [step] min or the step size",
+                self.config.step.min_step
+            )));
+        }
+        warn!(
+            instance = %self.config.instance,
+            %time,
+            %step,
+            "FMU discarded the step; retrying in two halves"
+        );
+        if let Some(saved) = &self.saved {
+            self.instance
+                .set_state(saved)
+                .map_err(|source| AdapterError::Fmu {
+                    instance: self.config.instance.clone(),
+                    source: Box::new(source),
+                })?;
+        }
+        let middle = time.saturating_add(half);
+        if let Advance::Terminated(at) = self.advance(time, half)? {
+            return Ok(Advance::Terminated(at));
+        }
+        let rest = SimDuration::from_ticks(step.ticks() - half.ticks());
+        self.advance(middle, rest)
+    }
+}
+
+impl LockStep<'_, '_> {
+    fn run(
+        &mut self,
+        mut on_outputs: impl FnMut(SimTime, &[f64]),
+    ) -> Result<RunSummary, AdapterError> {
+        let config = self.adapter.config;
+        let h = self.adapter.h;
+        self.declare()?;
+
+        // Federation time `T` is FMU time `start + (T - joined)`.
+        let joined = self.federate.time();
+        let fmu_time = |t: SimTime| {
+            config
+                .start
+                .saturating_add(SimDuration::from_ticks(t.ticks().abs_diff(joined.ticks())))
+        };
+        let mut outputs = self.adapter.outputs()?;
+        on_outputs(config.start, &outputs);
+        if !config.expect.is_empty() {
+            self.start_barrier(&outputs)?;
+        }
+
+        let total = step_count(config.start, config.stop, h);
+        let mut steps = 0;
+        let mut terminated_early = None;
+        while steps < total {
+            let now = self.federate.time();
+            if !self.adapter.inputs.is_empty() {
+                let adapter = &mut *self.adapter;
+                adapter
+                    .instance
+                    .set_real(&adapter.resolved.inputs, &adapter.inputs)
+                    .map_err(|e| adapter.fmi_error(e))?;
+            }
+            if let Advance::Terminated(at) = self.adapter.advance(fmu_time(now), h)? {
+                info!(instance = %config.instance, time = %at, "FMU terminated the simulation");
+                terminated_early = Some(at);
+                if let Ok(last) = self.adapter.outputs() {
+                    outputs = last;
+                }
+                break;
+            }
+            steps += 1;
+            outputs = self.adapter.outputs()?;
+            let next = now
+                .checked_add(h)
+                .map_err(|e| self.adapter.federation_error(e.into()))?;
+            on_outputs(fmu_time(next), &outputs);
+            self.publish(&outputs, Some(next))?;
+            let grant = self
+                .federate
+                .step(h)
+                .map_err(|e| self.adapter.federation_error(e))?;
+            self.reflect(&grant.deliveries, true)?;
+        }
+
+        let final_time = terminated_early.unwrap_or_else(|| fmu_time(self.federate.time()));
+        Ok(RunSummary {
+            step: h,
+            steps,
+            final_time,
+            terminated_early,
+            outputs: config
+                .publish
+                .iter()
+                .map(|p| p.variable.clone())
+                .zip(outputs)
+                .collect(),
+        })
+    }
+
+    /// Publishes, subscribes and registers one object per published class.
+    fn declare(&mut self) -> Result<(), AdapterError> {
+        let config = self.adapter.config;
+        let error = |adapter: &Adapter<'_>, e| adapter.federation_error(e);
+        let published: Vec<String> = config
+            .publish
+            .iter()
+            .map(|p| format!("{}.{}", p.class, p.attribute))
+            .collect();
+        let subscribed: Vec<String> = config
+            .subscribe
+            .iter()
+            .map(|s| format!("{}.{}", s.class, s.attribute))
+            .collect();
+        if !published.is_empty() {
+            self.federate
+                .publish(&as_str(&published))
+                .map_err(|e| error(self.adapter, e))?;
+        }
+        if !subscribed.is_empty() {
+            self.federate
+                .subscribe(&as_str(&subscribed))
+                .map_err(|e| error(self.adapter, e))?;
+        }
+        let classes = config.published_classes();
+        let single = classes.len() == 1;
+        for (class, publications) in classes {
+            let name = if single {
+                config.instance.clone()
+            } else {
+                format!("{}/{class}", config.instance)
+            };
+            let object = self
+                .federate
+                .register_object(class, Some(&name))
+                .map_err(|e| error(self.adapter, e))?;
+            let indices = publications
+                .iter()
+                .filter_map(|p| config.publish.iter().position(|q| std::ptr::eq(q, *p)))
+                .collect();
+            self.objects.push((object, indices));
+        }
+        Ok(())
+    }
+
+    /// Waits for the expected federates, exchanging the outputs at the start time.
+    fn start_barrier(&mut self, outputs: &[f64]) -> Result<(), AdapterError> {
+        let config = self.adapter.config;
+        let mut expected: Vec<&str> = config.expect.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        let registrar = expected
+            .first()
+            .is_some_and(|first| *first == config.instance);
+        if registrar {
+            register(&mut self.federate, "ready", &expected)
+                .map_err(|e| self.adapter.federation_error(e))?;
+            register(&mut self.federate, "start", &expected)
+                .map_err(|e| self.adapter.federation_error(e))?;
+        }
+        info!(instance = %config.instance, expected = ?expected, "waiting at the start barrier");
+        self.federate
+            .synchronize("ready")
+            .map_err(|e| self.adapter.federation_error(e))?;
+        self.publish(outputs, None)?;
+        self.federate
+            .synchronize("start")
+            .map_err(|e| self.adapter.federation_error(e))?;
+        let deliveries = self
+            .federate
+            .take_deliveries()
+            .map_err(|e| self.adapter.federation_error(e))?;
+        self.reflect(&deliveries, false)
+    }
+
+    /// Sends the outputs as attribute updates.
+    fn publish(&mut self, outputs: &[f64], at: Option<SimTime>) -> Result<(), AdapterError> {
+        let config = self.adapter.config;
+        for (object, indices) in &self.objects {
+            let mut values = Values::new();
+            for &i in indices {
+                values
+                    .insert(&config.publish[i].attribute, &outputs[i])
+                    .map_err(|e| self.adapter.federation_error(e))?;
+            }
+            self.federate
+                .update(object, values, at)
+                .map_err(|e| self.adapter.federation_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Takes subscribed values from reflections, in delivery order (the last one wins).
+    /// While stepping only timestamped reflections count: a late initial value must not
+    /// overwrite a newer one.
+    fn reflect(&mut self, deliveries: &[Delivery], timestamped: bool) -> Result<(), AdapterError> {
+        let config = self.adapter.config;
+        for delivery in deliveries {
+            let Delivery::Reflection(reflection) = delivery else {
+                continue;
+            };
+            if timestamped && reflection.order != Order::Timestamp {
+                continue;
+            }
+            for (i, subscription) in config.subscribe.iter().enumerate() {
+                if *reflection.object.class != *subscription.class {
+                    continue;
+                }
+                let value: Option<f64> = reflection
+                    .values
+                    .try_get(&subscription.attribute)
+                    .map_err(|e| self.adapter.federation_error(e))?;
+                if let Some(value) = value {
+                    self.adapter.inputs[i] = value;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registers a synchronization point, retrying while an expected federate has not joined.
+fn register(
+    federate: &mut blocking::Federate,
+    label: &str,
+    expected: &[&str],
+) -> Result<(), FederateError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        match federate.register_sync_point(label, expected) {
+            Err(FederateError::Refused {
+                source: RtiError::FederateNotFound(name),
+                ..
+            }) => {
+                if Instant::now() >= deadline {
+                    return Err(FederateError::Protocol(format!(
+                        "`{name}` did not join within {} s; start it or remove it from `expect`",
+                        START_TIMEOUT.as_secs()
+                    )));
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whole steps of `h` from `start` until `stop` is reached (the last may end past it).
+fn step_count(start: SimTime, stop: SimTime, h: SimDuration) -> u64 {
+    let span = stop.ticks().abs_diff(start.ticks());
+    span.div_ceil(h.ticks().max(1))
+}
+
+fn as_str(list: &[String]) -> Vec<&str> {
+    list.iter().map(String::as_str).collect()
+}

@@ -1,0 +1,60 @@
+//! `fedtwin fmu`: the split oscillator example end to end, through the command.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fedtwin_test_fmus::TestModel;
+
+/// The example's configuration files next to freshly packed FMUs.
+fn example_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fedtwin-fmu-example");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for model in [TestModel::OscillatorMass, TestModel::OscillatorSpring] {
+        fedtwin_test_fmus::pack(model, &dir).unwrap();
+    }
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/oscillator");
+    for file in ["mass.toml", "spring.toml"] {
+        std::fs::copy(example.join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
+
+fn fedtwin(args: &[&Path]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fedtwin"));
+    command.arg("fmu");
+    for config in args {
+        command.arg("--config").arg(config);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn the_oscillator_example_runs_both_fmus_and_refuses_an_unstable_step() {
+    let dir = example_dir();
+    let output = fedtwin(&[&dir.join("mass.toml"), &dir.join("spring.toml")]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("mass: 500 steps of 0.01s, reached 5s; x = "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("spring: 500 steps of 0.01s, reached 5s; force = "),
+        "{stdout}"
+    );
+
+    let text = std::fs::read_to_string(dir.join("mass.toml")).unwrap();
+    let unstable = dir.join("unstable.toml");
+    std::fs::write(
+        &unstable,
+        text.replace("size = \"10ms\"", "size = \"250ms\""),
+    )
+    .unwrap();
+    let output = fedtwin(&[&unstable]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unstable step: step 0.25s"), "{stderr}");
+    assert!(stderr.contains("0.18s"), "{stderr}");
+}
