@@ -1,6 +1,8 @@
 //! Engine tests through its public, sans-IO interface: one binary, several modules.
 
+mod fuzz;
 mod harness;
+mod ops;
 mod properties;
 mod refusals;
 mod scenarios;
