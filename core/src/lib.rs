@@ -9,12 +9,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod codec;
+pub mod fault;
 pub mod message;
 pub mod model;
 pub mod status;
 pub mod step;
 pub mod time;
 
+pub use fault::LossPolicy;
 pub use message::{
     AdvanceKind, Callback, ClientMessage, Order, Payload, Request, Response, RtiError,
     ServerMessage,

@@ -4,7 +4,9 @@
 //! request exactly once, in order, with a [`ServerMessage::Response`], and pushes
 //! [`Callback`]s (grants, reflections, interactions, synchronization) in between.
 //! Requests that only hand data over (updates, interactions) may be pipelined: the client does
-//! not have to wait for their responses before sending the next request.
+//! not have to wait for their responses before sending the next request. The one exception to
+//! "every request is answered" is a best-effort message ([`ClientMessage::BEST_EFFORT`] as its
+//! id), which gets no response at all.
 
 use std::fmt;
 use std::sync::Arc;
@@ -506,6 +508,19 @@ pub enum Callback {
         /// Label.
         label: String,
     },
+    /// Another federate was lost (its connection closed without resigning) and was resigned
+    /// by the RTI: its objects are gone and time goes on without it.
+    FederateLost {
+        /// The lost federate's name.
+        federate: String,
+        /// What happened, in words.
+        reason: String,
+    },
+    /// The federation halted after a fault: every later request except resigning is refused.
+    FederationHalted {
+        /// Why, naming the lost federate.
+        reason: String,
+    },
 }
 
 /// What the RTI sends to a federate.
@@ -663,6 +678,9 @@ pub enum RtiError {
     /// the message has the numbers.
     #[error("{0}")]
     Unstable(String),
+    /// The federation halted after a fault; the message says why.
+    #[error("the federation halted: {0}; resign, then destroy and create the federation again")]
+    FederationHalted(String),
 }
 
 #[cfg(test)]

@@ -65,6 +65,10 @@ pub enum Error {
     /// The connection to the RTI is gone.
     #[error("the connection to the RTI closed")]
     Disconnected,
+    /// The federation halted after a fault (a federate was lost under the `halt` policy); the
+    /// message names the cause. Nothing but resigning works any more.
+    #[error("the federation halted: {0}; resign, then destroy and create the federation again")]
+    Halted(String),
     /// The RTI (or the network) ended the connection, for the reason given.
     #[error("{0}")]
     Closed(String),

@@ -12,7 +12,7 @@ use fedtwin_core::model::{
     ParameterHandle,
 };
 use fedtwin_core::{ObjectModel, RtiError, SimDuration, SimTime};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::link::{Connector, Link};
@@ -198,6 +198,8 @@ struct State {
     published_interactions: BTreeSet<InteractionClassHandle>,
     announced: BTreeMap<String, Payload>,
     synchronized: BTreeSet<String>,
+    /// Why the federation halted, once the RTI said so.
+    halted: Option<String>,
 }
 
 /// Shared names of the object model, so that deliveries carry names without allocating.
@@ -735,6 +737,7 @@ impl Federate {
     /// [`Error::Disconnected`], or an earlier pipelined refusal.
     pub fn take_deliveries(&mut self) -> Result<Vec<Delivery>> {
         self.poll()?;
+        self.check_halted()?;
         self.take_deferred()?;
         Ok(std::mem::take(&mut self.state.deliveries))
     }
@@ -842,6 +845,7 @@ impl Federate {
         waited?;
         match self.state.answer.take() {
             Some(Ok(response)) => Ok(response),
+            Some(Err(RtiError::FederationHalted(reason))) => Err(Error::Halted(reason)),
             Some(Err(source)) => Err(Error::Refused {
                 request: what,
                 source,
@@ -859,18 +863,34 @@ impl Federate {
     }
 
     fn send(&mut self, request: Request) -> Result<u64> {
+        if !matches!(request, Request::Resign) {
+            self.check_halted()?;
+        }
         self.state.next_request += 1;
         let id = self.state.next_request;
         self.link.send(ClientMessage { id, request })?;
         Ok(id)
     }
 
+    /// Absorbs messages until `done`. A halted federation ends the wait with
+    /// [`Error::Halted`]: nothing it waits for can come any more. The response to the request
+    /// being answered (a resignation) is still waited for.
     async fn wait(&mut self, done: impl Fn(&State) -> bool) -> Result<()> {
         while !done(&self.state) {
+            if self.state.awaiting.is_none() {
+                self.check_halted()?;
+            }
             let message = self.link.recv().await?;
             self.state.absorb(message, &self.names)?;
         }
         Ok(())
+    }
+
+    fn check_halted(&self) -> Result<()> {
+        match &self.state.halted {
+            Some(reason) => Err(Error::Halted(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     fn poll(&mut self) -> Result<()> {
@@ -1048,6 +1068,15 @@ impl State {
             }
             Callback::FederationSynchronized { label } => {
                 self.synchronized.insert(label);
+            }
+            Callback::FederateLost { federate, reason } => {
+                warn!(%federate, %reason, "federate lost");
+                self.deliveries
+                    .push(Delivery::FederateLost { federate, reason });
+            }
+            Callback::FederationHalted { reason } => {
+                warn!(%reason, "federation halted");
+                self.halted = Some(reason);
             }
             other => debug!(
                 ?other,

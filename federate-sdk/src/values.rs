@@ -167,6 +167,15 @@ pub enum Delivery {
         /// Who deleted it.
         sender: Arc<str>,
     },
+    /// Another federate was lost (its connection closed without resigning) and the RTI
+    /// resigned it: its objects are gone (each reported as [`Delivery::Removed`]) and time goes
+    /// on without it.
+    FederateLost {
+        /// The lost federate's name.
+        federate: String,
+        /// What happened, in words.
+        reason: String,
+    },
 }
 
 /// Attribute values of one object from one update.

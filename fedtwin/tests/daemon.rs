@@ -1,148 +1,16 @@
 //! The real daemon as a child process on 127.0.0.1, real federates, real certificates.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use federate_sdk::{Connector, Error, Federate, RtiError, SimDuration, TlsFiles};
+use federate_sdk::{Error, Federate, RtiError, SimDuration, TlsFiles};
 use fedtwin_rti::tls::{self, Role};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fedtwin");
+mod common;
 
-fn fedtwin(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("fedtwin runs")
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "fedtwin failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("fedtwin-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running daemon, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Daemon {
-    child: Child,
-    address: String,
-}
-
-impl Daemon {
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args([
-                "--log",
-                "info",
-                "rti",
-                "--listen",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("daemon starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self {
-            child,
-            address: format!("quic://{address}"),
-        }
-    }
-
-    fn connector(&self, certs: &Path, identity: &str) -> Connector {
-        Connector::quic(&self.address, TlsFiles::in_dir(certs, identity)).unwrap()
-    }
-
-    /// SIGTERM and wait: the daemon flushes its audit log and exits cleanly.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "daemon exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("daemon did not stop within 5 s of SIGTERM");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const POLICY: &str = r#"
-[[policy.rules]]
-identities = ["ping", "pong"]
-federations = ["ping-pong"]
-create = true
-join = true
-send = ["Ping", "Pong"]
-subscribe = ["Ping", "Pong"]
-sync_points = true
-
-[[policy.rules]]
-identities = ["mallory"]
-federations = ["ping-pong"]
-join = true
-"#;
-
-/// CA, certificates for the daemon and federates, and an rti.toml with a policy and audit log.
-fn federation_setup(scratch: &Scratch) -> (PathBuf, PathBuf) {
-    let certs = scratch.path("certs");
-    let dir = certs.to_str().unwrap();
-    ok(&fedtwin(&["certs", "init", "--dir", dir]));
-    for name in ["rti", "ping", "pong", "mallory"] {
-        ok(&fedtwin(&["certs", "issue", "--dir", dir, "--name", name]));
-    }
-    ok(&fedtwin(&[
-        "certs", "issue", "--dir", dir, "--name", "ops", "--role", "admin",
-    ]));
-    let config = scratch.path("rti.toml");
-    std::fs::write(
-        &config,
-        format!("[tls]\ndir = \"certs\"\n[audit]\nfile = \"audit.log\"\n{POLICY}"),
-    )
-    .unwrap();
-    (certs, config)
-}
+use common::{BIN, Daemon, Scratch, federation_setup, fedtwin, ok};
 
 #[test]
 fn two_processes_play_ping_pong_through_the_daemon_and_the_audit_log_holds() {

@@ -15,6 +15,13 @@
 //! max_frame = 16777216
 //! idle_timeout = "10s"
 //!
+//! [faults]
+//! on_federate_lost = "resign"   # or "halt"
+//! stall_after = "30s"           # log who waits for whom after this long without a grant
+//!
+//! [faults.federations]          # per-federation overrides of on_federate_lost
+//! grid = "halt"
+//!
 //! [[policy.rules]]          # no [policy]: every certified federate may do anything
 //! identities = ["*"]
 //! join = true
@@ -22,14 +29,16 @@
 //!
 //! Relative paths are taken from the configuration file's folder.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fedtwin_core::SimDuration;
+use fedtwin_core::{LossPolicy, SimDuration};
 use serde::Deserialize;
 
 use crate::daemon::DaemonConfig;
+use crate::engine::FaultSettings;
 use crate::policy::Policy;
 use crate::tls::TlsFiles;
 
@@ -47,8 +56,37 @@ pub struct RtiConfig {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// What happens on faults.
+    #[serde(default)]
+    pub faults: FaultsSection,
     /// Who may do what.
     pub policy: Option<Policy>,
+}
+
+/// `[faults]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsSection {
+    /// What happens to a federation when a federate is lost without resigning.
+    #[serde(default)]
+    pub on_federate_lost: LossPolicy,
+    /// Time without a grant after which a federation with waiting federates is logged as
+    /// stalled, e.g. `"30s"`.
+    #[serde(default = "default_stall_after")]
+    pub stall_after: String,
+    /// Per-federation overrides of `on_federate_lost`.
+    #[serde(default)]
+    pub federations: BTreeMap<String, LossPolicy>,
+}
+
+impl Default for FaultsSection {
+    fn default() -> Self {
+        Self {
+            on_federate_lost: LossPolicy::default(),
+            stall_after: default_stall_after(),
+            federations: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[tls]`.
@@ -121,6 +159,10 @@ fn default_idle() -> String {
     "10s".to_owned()
 }
 
+fn default_stall_after() -> String {
+    "30s".to_owned()
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -163,25 +205,33 @@ impl RtiConfig {
         if let Some(audit) = &mut config.audit {
             audit.file = base.join(&audit.file);
         }
-        config
-            .idle_timeout()
-            .map_err(|message| ConfigError::Invalid {
-                path: path.to_owned(),
-                message,
-            })?;
+        let invalid = |message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        config.idle_timeout().map_err(invalid)?;
+        config.fault_settings().map_err(invalid)?;
         Ok(config)
     }
 
     fn idle_timeout(&self) -> Result<Duration, String> {
-        let span: SimDuration = self
-            .limits
-            .idle_timeout
-            .parse()
-            .map_err(|e| format!("limits.idle_timeout: {e}"))?;
-        if span.is_zero() {
-            return Err("limits.idle_timeout must be positive".into());
-        }
-        Ok(Duration::from_nanos(span.ticks()))
+        positive_duration("limits.idle_timeout", &self.limits.idle_timeout)
+    }
+
+    /// The engine's fault settings from `[faults]`.
+    ///
+    /// # Errors
+    ///
+    /// A message when `stall_after` is not a positive duration.
+    pub fn fault_settings(&self) -> Result<FaultSettings, String> {
+        Ok(FaultSettings {
+            on_federate_lost: self.faults.on_federate_lost,
+            per_federation: self.faults.federations.clone(),
+            stall_after: Some(positive_duration(
+                "faults.stall_after",
+                &self.faults.stall_after,
+            )?),
+        })
     }
 
     /// The daemon settings, with `listen` overriding the file's address.
@@ -201,8 +251,18 @@ impl RtiConfig {
             audit: self.audit.as_ref().map(|a| a.file.clone()),
             max_frame: self.limits.max_frame,
             idle_timeout: self.idle_timeout()?,
+            faults: self.fault_settings()?,
         })
     }
+}
+
+/// Parses a setting such as `"10s"` that must be longer than zero.
+fn positive_duration(key: &str, text: &str) -> Result<Duration, String> {
+    let span: SimDuration = text.parse().map_err(|e| format!("{key}: {e}"))?;
+    if span.is_zero() {
+        return Err(format!("{key} must be positive"));
+    }
+    Ok(Duration::from_nanos(span.ticks()))
 }
 
 #[cfg(test)]
@@ -217,7 +277,9 @@ mod tests {
         std::fs::write(
             &path,
             "listen = \"127.0.0.1:4433\"\n[tls]\ndir = \"pki\"\n[audit]\nfile = \"a.log\"\n\
-             [limits]\nidle_timeout = \"3s\"\n[[policy.rules]]\nidentities = [\"*\"]\njoin = true\n",
+             [limits]\nidle_timeout = \"3s\"\n[faults]\non_federate_lost = \"halt\"\n\
+             stall_after = \"5s\"\n[faults.federations]\nlab = \"resign\"\n\
+             [[policy.rules]]\nidentities = [\"*\"]\njoin = true\n",
         )
         .unwrap();
         let config = RtiConfig::load(&path).unwrap();
@@ -226,6 +288,9 @@ mod tests {
         assert_eq!(daemon.audit, Some(dir.join("a.log")));
         assert_eq!(daemon.idle_timeout, Duration::from_secs(3));
         assert_eq!(daemon.policy.unwrap().rules.len(), 1);
+        assert_eq!(daemon.faults.loss_policy("grid"), LossPolicy::Halt);
+        assert_eq!(daemon.faults.loss_policy("lab"), LossPolicy::Resign);
+        assert_eq!(daemon.faults.stall_after, Some(Duration::from_secs(5)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -241,5 +306,25 @@ mod tests {
             "{message}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn faults_default_to_resign_and_thirty_seconds_and_refuse_unknown_policies() {
+        let config: RtiConfig = toml::from_str("").unwrap();
+        let faults = config.fault_settings().unwrap();
+        assert_eq!(faults, FaultSettings::default());
+        assert_eq!(faults.stall_after, Some(Duration::from_secs(30)));
+        assert_eq!(faults.loss_policy("any"), LossPolicy::Resign);
+
+        let bad = toml::from_str::<RtiConfig>("[faults]\non_federate_lost = \"pause\"\n");
+        assert!(bad.unwrap_err().to_string().contains("pause"));
+        let bad = toml::from_str::<RtiConfig>("[faults]\nstall = \"1s\"\n");
+        assert!(bad.unwrap_err().to_string().contains("stall"));
+        let zero: RtiConfig = toml::from_str("[faults]\nstall_after = \"0s\"\n").unwrap();
+        assert!(
+            zero.fault_settings()
+                .unwrap_err()
+                .contains("faults.stall_after")
+        );
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::audit::{AuditError, AuditEvent, AuditKind, AuditLog};
-use crate::engine::{ConnectionId, Engine, Peer};
+use crate::engine::{ConnectionId, Engine, FaultSettings, Peer};
 use crate::policy::Policy;
 use crate::tls::{self, TlsError, TlsFiles};
 
@@ -55,8 +55,10 @@ pub struct DaemonConfig {
     pub audit: Option<PathBuf>,
     /// Largest frame accepted or sent.
     pub max_frame: usize,
-    /// A connection silent this long is closed (the federate is resigned).
+    /// A connection silent this long is closed (the federate is lost).
     pub idle_timeout: Duration,
+    /// What happens when a federate is lost, and when a stalled federation is reported.
+    pub faults: FaultSettings,
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -138,10 +140,11 @@ pub async fn serve(
     );
     info!(%address, "RTI listening");
 
-    let engine = match config.policy.clone() {
+    let mut engine = match config.policy.clone() {
         Some(policy) => Engine::with_policy(policy),
         None => Engine::new(),
     };
+    engine.set_fault_settings(config.faults.clone());
     let (to_engine, inputs) = unbounded_channel();
     let engine_task = tokio::spawn(run_engine(engine, inputs, audit));
     ready(address);
@@ -179,15 +182,33 @@ pub async fn serve(
     Ok(())
 }
 
-/// Owns the engine: feeds it inputs, hands its transmits to the writers, records its audit
-/// events.
+/// How often the engine's timers are checked: stalls are reported within this of coming due.
+const TIMER_TICK: Duration = Duration::from_secs(1);
+
+/// Owns the engine: feeds it inputs and timer ticks, hands its transmits to the writers,
+/// records its audit events and logs its stall reports.
 async fn run_engine(
     mut engine: Engine,
     mut inputs: UnboundedReceiver<Input>,
     mut audit: Option<AuditLog>,
 ) {
     let mut writers: HashMap<ConnectionId, UnboundedSender<ServerMessage>> = HashMap::new();
-    while let Some(input) = inputs.recv().await {
+    let mut timer = tokio::time::interval(TIMER_TICK);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let input = tokio::select! {
+            input = inputs.recv() => match input {
+                Some(input) => input,
+                None => break,
+            },
+            _ = timer.tick() => {
+                engine.handle_timeout(Instant::now());
+                while let Some(report) = engine.poll_stall_report() {
+                    warn!(federation = %report.federation, "no grant for a while; who waits for whom:\n{report}");
+                }
+                continue;
+            }
+        };
         let now = Instant::now();
         match input {
             Input::Open {

@@ -22,7 +22,7 @@ pub mod policy;
 pub mod tls;
 
 pub use embedded::{EmbeddedConnection, EmbeddedRti, EmbeddedSender, Stopped};
-pub use engine::{ConnectionId, Engine, EngineError, Peer, Transmit};
+pub use engine::{ConnectionId, Engine, EngineError, FaultSettings, Peer, Transmit};
 pub use fedtwin_core::status::{
     FederateState, FederateStatus, FederationStatus, StallReport, WaitFor,
 };

@@ -652,6 +652,7 @@ impl Daemon {
             audit: None,
             max_frame: DEFAULT_MAX_FRAME,
             idle_timeout: IDLE_TIMEOUT,
+            faults: fedtwin_rti::FaultSettings::default(),
         };
         let (ready, address) = mpsc::channel();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();

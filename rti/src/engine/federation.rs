@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fedtwin_core::message::{AdvanceKind, Callback, Order, Payload, Request, Response};
 use fedtwin_core::model::{
@@ -80,6 +80,12 @@ pub(crate) struct Federation {
     next_object: u64,
     sync_points: BTreeMap<String, SyncPoint>,
     last_grant: Option<Instant>,
+    /// The last grant or accepted advance request: a stall is counted from here.
+    progress: Instant,
+    /// The current stall was reported; the next grant re-arms the report.
+    stall_reported: bool,
+    /// Why the federation halted, once it has.
+    halted: Option<String>,
     /// Declared fastest dynamics; empty in most federations, which then skip every check.
     dynamics: BTreeMap<FederateId, Dynamics>,
     /// Safety factor and override of the stability rule.
@@ -112,6 +118,9 @@ impl Federation {
             next_object: 1,
             sync_points: BTreeMap::new(),
             last_grant: Some(now),
+            progress: now,
+            stall_reported: false,
+            halted: None,
             dynamics: BTreeMap::new(),
             alpha: StepSettings::default().alpha,
             override_stability: false,
@@ -134,6 +143,50 @@ impl Federation {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.by_name.is_empty()
+    }
+
+    /// Why the federation halted, if it has.
+    pub(crate) fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// Stops the federation: nothing is granted any more.
+    pub(crate) fn halt(&mut self, reason: String) {
+        warn!(federation = %self.name, %reason, "federation halted");
+        self.halted = Some(reason);
+    }
+
+    /// Sends `callback` to every federate but `except`.
+    pub(crate) fn tell_others(&self, except: FederateId, callback: &Callback, out: &mut Outbox) {
+        for (id, federate) in self.federates.iter().enumerate() {
+            if let Some(federate) = federate
+                && id != except as usize
+            {
+                out.push(federate.connection, callback.clone());
+            }
+        }
+    }
+
+    /// An advance was accepted: the federation is not stalled before `now`.
+    pub(crate) fn note_progress(&mut self, now: Instant) {
+        self.progress = self.progress.max(now);
+    }
+
+    /// When the federation counts as stalled if nothing is granted meanwhile: `None` when no
+    /// federate is advancing, the stall was reported already, or the federation halted.
+    pub(crate) fn stall_deadline(&self, after: Duration) -> Option<Instant> {
+        if self.stall_reported || self.halted.is_some() {
+            return None;
+        }
+        let advancing = (0..self.federates.len()).any(|id| {
+            self.federates[id].is_some() && self.time.advance(id as FederateId).is_some()
+        });
+        advancing.then(|| self.progress + after)
+    }
+
+    /// The current stall was reported.
+    pub(crate) fn mark_stall_reported(&mut self) {
+        self.stall_reported = true;
     }
 
     pub(crate) fn join(
@@ -383,6 +436,9 @@ impl Federation {
     /// Grants every advance that has become safe and confirms pending constrained requests.
     /// Called after every input that may move a bound or a queue.
     pub(crate) fn settle(&mut self, now: Instant, out: &mut Outbox) {
+        if self.halted.is_some() {
+            return;
+        }
         loop {
             for (id, time) in self.time.poll_constrained() {
                 if let Some(connection) = self.connection(id) {
@@ -410,6 +466,8 @@ impl Federation {
             debug!(federation = %self.name, federate = %federate.name, sim_time = %time, "granted");
             out.push(connection, Callback::TimeAdvanceGrant { time, bound });
             self.last_grant = Some(now);
+            self.progress = self.progress.max(now);
+            self.stall_reported = false;
         }
     }
 

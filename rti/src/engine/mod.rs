@@ -6,17 +6,18 @@
 //! call it drains [`Engine::poll_transmit`] and sends what comes out. The same engine therefore
 //! runs behind in-process channels, behind QUIC and inside deterministic tests.
 //!
-//! Every request is answered exactly once, in the order received; callbacks caused by a request
+//! Every request is answered exactly once, in the order received (best-effort messages, with id
+//! [`ClientMessage::BEST_EFFORT`], not at all); callbacks caused by a request
 //! are queued in a deterministic order that depends only on the inputs.
 
 mod federation;
 mod time;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fedtwin_core::message::{Callback, ClientMessage, Request, Response, ServerMessage};
-use fedtwin_core::{ObjectModel, RtiError};
+use fedtwin_core::{LossPolicy, ObjectModel, RtiError};
 use tracing::{debug, info, warn};
 
 use crate::audit::{AuditEvent, AuditKind};
@@ -104,6 +105,41 @@ pub enum EngineError {
     ConnectionExists(ConnectionId),
 }
 
+/// How the engine reacts to faults: lost federates and stalled federations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultSettings {
+    /// What happens to a federation whose federate is lost, unless overridden below.
+    pub on_federate_lost: LossPolicy,
+    /// Per-federation overrides of `on_federate_lost`, by federation name.
+    pub per_federation: BTreeMap<String, LossPolicy>,
+    /// A federation with advancing federates that grants nothing for this long is reported
+    /// once (see [`Engine::poll_stall_report`]); `None` reports nothing.
+    pub stall_after: Option<Duration>,
+}
+
+impl FaultSettings {
+    /// The default time without a grant after which a federation is reported as stalled.
+    pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30);
+
+    /// The loss policy of federation `federation`.
+    pub fn loss_policy(&self, federation: &str) -> LossPolicy {
+        self.per_federation
+            .get(federation)
+            .copied()
+            .unwrap_or(self.on_federate_lost)
+    }
+}
+
+impl Default for FaultSettings {
+    fn default() -> Self {
+        Self {
+            on_federate_lost: LossPolicy::Resign,
+            per_federation: BTreeMap::new(),
+            stall_after: Some(Self::DEFAULT_STALL_AFTER),
+        }
+    }
+}
+
 /// The federation engine. See the module documentation.
 #[derive(Debug, Default)]
 pub struct Engine {
@@ -117,6 +153,9 @@ pub struct Engine {
     outbox: Outbox,
     /// Callbacks produced while handling a request, queued after its response.
     scratch: Outbox,
+    faults: FaultSettings,
+    /// Stall reports for the driver to log, oldest first.
+    stalls: VecDeque<StallReport>,
 }
 
 impl Engine {
@@ -131,6 +170,16 @@ impl Engine {
             policy: Some(policy),
             ..Self::default()
         }
+    }
+
+    /// Replaces the fault settings. Federations already halted stay halted.
+    pub fn set_fault_settings(&mut self, settings: FaultSettings) {
+        self.faults = settings;
+    }
+
+    /// The fault settings in force.
+    pub fn fault_settings(&self) -> &FaultSettings {
+        &self.faults
     }
 
     /// A trusted in-process connection opened (no identity, no checks). The driver chooses
@@ -162,8 +211,11 @@ impl Engine {
         Ok(())
     }
 
-    /// A connection closed or was lost: its federate, if any, resigns and its objects are
-    /// deleted. Time goes on without it.
+    /// A connection closed or was lost. Its federate, if any, is lost, and the federation's
+    /// [`LossPolicy`] applies: under `resign` the federate resigns, its objects are deleted,
+    /// the others receive [`Callback::FederateLost`] and time goes on without it; under
+    /// `halt` every other federate receives [`Callback::FederationHalted`] and the federation
+    /// refuses every later request but resigning.
     pub fn disconnect(&mut self, now: Instant, connection: ConnectionId) {
         let Some(session) = self.sessions.remove(&connection) else {
             return;
@@ -172,21 +224,91 @@ impl Engine {
             && let Some(federation) = self.federations.get_mut(&key)
         {
             let name = federation.federate_name(id);
-            warn!(
-                ?connection,
-                federation = federation.name(),
-                federate = %name,
-                "connection closed without resigning; resigning its federate"
-            );
+            let reason =
+                format!("federate `{name}` was lost: its connection closed without resigning");
+            let policy = if federation.halted().is_some() {
+                // Nothing runs any more; the lost federate only leaves.
+                LossPolicy::Resign
+            } else {
+                self.faults.loss_policy(federation.name())
+            };
             self.outbox.audit(
                 AuditKind::Lost,
                 federation.name(),
                 Some(&name),
-                "connection closed without resigning".into(),
+                format!("connection closed without resigning; policy {policy}"),
             );
+            match policy {
+                LossPolicy::Resign => {
+                    warn!(
+                        ?connection,
+                        federation = federation.name(),
+                        federate = %name,
+                        "connection closed without resigning; resigning its federate"
+                    );
+                    if federation.halted().is_none() {
+                        let lost = Callback::FederateLost {
+                            federate: name.to_string(),
+                            reason: reason.clone(),
+                        };
+                        federation.tell_others(id, &lost, &mut self.outbox);
+                    }
+                }
+                LossPolicy::Halt => {
+                    warn!(
+                        ?connection,
+                        federation = federation.name(),
+                        federate = %name,
+                        "connection closed without resigning; halting the federation"
+                    );
+                    let halted = Callback::FederationHalted {
+                        reason: reason.clone(),
+                    };
+                    federation.tell_others(id, &halted, &mut self.outbox);
+                    federation.halt(reason);
+                }
+            }
             federation.resign(id, now, &mut self.outbox);
         }
         self.stamp_audit(&session.peer);
+    }
+
+    /// Checks every federation for a stall: advancing federates and no grant for
+    /// [`FaultSettings::stall_after`]. Each stall is reported once through
+    /// [`Engine::poll_stall_report`]; the next grant in that federation re-arms the check.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(after) = self.faults.stall_after else {
+            return;
+        };
+        for key in self.names.values() {
+            let Some(federation) = self.federations.get_mut(key) else {
+                continue;
+            };
+            if federation
+                .stall_deadline(after)
+                .is_some_and(|deadline| deadline <= now)
+            {
+                federation.mark_stall_reported();
+                let report = federation.stall_report();
+                debug!(federation = federation.name(), "federation stalled");
+                self.stalls.push_back(report);
+            }
+        }
+    }
+
+    /// When [`Engine::handle_timeout`] should next be called, if a stall can come due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let after = self.faults.stall_after?;
+        self.federations
+            .values()
+            .filter_map(|f| f.stall_deadline(after))
+            .min()
+    }
+
+    /// The next stall report for the driver to log, if any: who waits, who holds each GALT and
+    /// the wait-for cycle.
+    pub fn poll_stall_report(&mut self) -> Option<StallReport> {
+        self.stalls.pop_front()
     }
 
     /// Handles one request from `connection`. The response and any callbacks are queued for
@@ -249,8 +371,15 @@ impl Engine {
             }
             (_, None) => Err(RtiError::NotJoined(name.to_owned())),
             (request, Some((key, federate))) => match self.federations.get_mut(&key) {
+                Some(federation) if federation.halted().is_some() => Err(
+                    RtiError::FederationHalted(federation.halted().unwrap_or_default().to_owned()),
+                ),
                 Some(federation) => {
+                    let advance = matches!(request, Request::Advance { .. });
                     let result = federation.handle(federate, request, &mut self.scratch);
+                    if advance && result.is_ok() {
+                        federation.note_progress(now);
+                    }
                     if let Err(error) = &result {
                         debug!(%error, request = name, "request refused");
                     }
@@ -481,6 +610,9 @@ impl Engine {
         let Some(target) = self.federations.get_mut(&key) else {
             return Err(RtiError::FederationNotFound(federation.to_owned()));
         };
+        if let Some(reason) = target.halted() {
+            return Err(RtiError::FederationHalted(reason.to_owned()));
+        }
         let (id, response) = target.join(federate, connection, peer, &mut self.scratch)?;
         self.scratch
             .audit(AuditKind::Join, federation, Some(federate), String::new());
