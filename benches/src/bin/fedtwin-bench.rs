@@ -2,22 +2,26 @@
 //! raw quinn stream round trip measured in the same run on the same machine.
 //!
 //! ```text
-//! cargo run --release -p fedtwin-benches --bin fedtwin-bench -- [FILTER] [--steps N]
+//! cargo run --release -p fedtwin-benches --bin fedtwin-bench -- [FILTER] [--steps N] [--quick]
 //! ```
 //!
-//! `FILTER` keeps the scenarios whose `scenario/transport` label contains it (`quic`,
-//! `raw-quinn`, `advance/embedded`). Each scenario runs [`WARM_UP`] round trips unmeasured, then
-//! `N` measured ones (default [`DEFAULT_STEPS`]) or as many as fit in [`TIME_LIMIT`], and prints
-//! one line:
+//! `FILTER` keeps the scenarios whose `scenario/transport/N` label contains it (`quic`,
+//! `raw-quinn`, `advance/embedded`, `lockstep/quic/32`). Each scenario runs [`WARM_UP`] round
+//! trips unmeasured, then `N` measured ones (default [`DEFAULT_STEPS`]) or as many as fit in
+//! [`TIME_LIMIT`], and prints one line. `--quick` makes a pass of about 30 s: [`QUICK_WARM_UP`],
+//! [`QUICK_STEPS`], [`QUICK_TIME_LIMIT`] and [`QUICK_SCALE_STEPS`] (`--steps` still wins). The
+//! default pass takes about two minutes on two cores. Lines:
 //!
 //! | column | meaning |
 //! |---|---|
 //! | `scenario`, `transport` | what ran, over what |
 //! | `N` | federates (for `raw-quinn`: clients) |
-//! | `steps` | measured round trips |
-//! | `seconds` | wall time of the measured loop |
-//! | `grants_per_s`, `us_per_step` | `steps / seconds` and its inverse (`raw-quinn`: echoes) |
-//! | `median_us`, `p90_us` | of the round trips, each timed on its own with [`Instant`] |
+//! | `steps` | measured round trips; with several federates the mean steps per federate; `phold`: events handled, all federates together |
+//! | `seconds` | wall time of the measured loop (several federates: first start to last end) |
+//! | `grants_per_s` | grants (all federates together) per second (`raw-quinn`: echoes; `phold`: events) |
+//! | `us_per_step` | `seconds / steps` |
+//! | `median_us`, `p90_us` | of the round trips, each timed on its own with [`Instant`]; with several federates, those of `f0` (`phold`: its NER calls) |
+//! | `kib_per_federate` | `scale` only, a trailing tenth column: the process's peak RSS (`VmHWM` in `/proc/self/status`, reset through `/proc/self/clear_refs` before the scenario when the kernel allows) divided by `N` |
 //!
 //! # Scenarios
 //!
@@ -35,9 +39,32 @@
 //! * `advance-nospin/*`: the same with the SDK's spin before parking turned off
 //!   (`.spin(Duration::ZERO)`).
 //!
+//! The multi-federate scenarios below run each federate on a thread of its own (blocking API)
+//! unless said otherwise; over `quic` each has its own connection (and certificate, named
+//! `f<i>`) to the daemon in this process. All are regulating with a lookahead of one step
+//! ([`RING_STEP`], 1 ms) and constrained; with more than two they park at once
+//! (`.spin(Duration::ZERO)`): spinning starves on few cores. They start together: `f0`
+//! registers the [`START`] sync point for all once all have joined, then each synchronizes.
+//!
+//! * `lockstep/*` (N = 2, 8, 32): a ring. Federate `i` updates one `f64` of its object each
+//!   step, stamped `t + step`, and subscribes to federate `i + 1`'s (one object class per
+//!   federate), then TAR(`t + step`). `warm_up / 10` unmeasured steps, then `steps` or
+//!   `TIME_LIMIT`.
+//! * `events/*`: the same ring with one interaction per step and NER(`t + step`).
+//! * `phold/*` (N = 8): PHOLD with [`PHOLD_POPULATION`] events per federate. Each event handled
+//!   at its timestamp sends one new one to a uniformly random federate (seeded xorshift, the
+//!   sender included, whose events stay local) stamped now + lookahead + exponential (mean
+//!   [`PHOLD_MEAN_DELAY`]); each federate loops on NER(its next local event) up to a simulated
+//!   end sized for about `steps` events per federate, or `TIME_LIMIT`.
+//! * `scale/embedded` (N = 1 000): async federates on one two-worker multi-thread runtime,
+//!   no spin, no data, each making [`SCALE_STEPS`] TAR steps (or `TIME_LIMIT`); prints the
+//!   extra `kib_per_federate` column.
+//!
 //! A scenario that has not finished after [`WATCHDOG`] fails the run with a message instead of
 //! hanging; network waits the bench drives itself give up after [`NETWORK_TIMEOUT`].
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fs;
 use std::future::{Future, IntoFuture};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -48,7 +75,10 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use federate_sdk::{Connector, EmbeddedRti, Federate, ObjectModel, SimDuration, TlsFiles};
+use federate_sdk::{
+    Connector, EmbeddedRti, Error as SdkError, Federate, ObjectModel, RtiError, SimDuration,
+    SimTime, TlsFiles, Values, blocking,
+};
 use fedtwin_core::codec::DEFAULT_MAX_FRAME;
 use fedtwin_rti::daemon::{self, DaemonConfig};
 use fedtwin_rti::tls::{self, Role};
@@ -77,18 +107,36 @@ const FEDERATION: &str = "bench";
 /// The federate's lookahead and the length of each time step.
 const STEP: SimDuration = SimDuration::from_ticks(1);
 
-const USAGE: &str = "usage: fedtwin-bench [FILTER] [--steps N]";
+/// `--quick`: warm-up round trips.
+const QUICK_WARM_UP: usize = 100;
+/// `--quick`: measured round trips (ring steps, PHOLD events) per scenario.
+const QUICK_STEPS: usize = 5_000;
+/// `--quick`: a scenario stops measuring after this long.
+const QUICK_TIME_LIMIT: Duration = Duration::from_millis(800);
+/// Steps of each federate in `scale`, and with `--quick`.
+const SCALE_STEPS: usize = 300;
+const QUICK_SCALE_STEPS: usize = 100;
+/// The step and lookahead of the ring, PHOLD and scale scenarios: one millisecond.
+const RING_STEP: SimDuration = SimDuration::from_ticks(1_000_000);
+/// PHOLD: events in flight per federate.
+const PHOLD_POPULATION: usize = 4;
+/// PHOLD: mean of the exponential part of an event's delay, in seconds.
+const PHOLD_MEAN_DELAY: f64 = 1e-3;
+/// The sync point at which the federates of a scenario start together.
+const START: &str = "start";
+
+const USAGE: &str = "usage: fedtwin-bench [FILTER] [--steps N] [--quick]";
 
 /// One scenario: its label and the function that runs it.
 struct Scenario {
     name: &'static str,
     transport: &'static str,
     federates: usize,
-    run: fn(&Setup) -> Result<Measurement, String>,
+    run: fn(&Setup, usize) -> Result<Measurement, String>,
 }
 
 /// Every scenario, in the order they run and print.
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 21] = [
     Scenario {
         name: "raw-quinn",
         transport: "quic",
@@ -125,11 +173,101 @@ const SCENARIOS: [Scenario; 6] = [
         federates: 1,
         run: advance_embedded_no_spin,
     },
+    Scenario {
+        name: "lockstep",
+        transport: "embedded",
+        federates: 2,
+        run: lockstep_embedded,
+    },
+    Scenario {
+        name: "lockstep",
+        transport: "embedded",
+        federates: 8,
+        run: lockstep_embedded,
+    },
+    Scenario {
+        name: "lockstep",
+        transport: "embedded",
+        federates: 32,
+        run: lockstep_embedded,
+    },
+    Scenario {
+        name: "lockstep",
+        transport: "quic",
+        federates: 2,
+        run: lockstep_quic,
+    },
+    Scenario {
+        name: "lockstep",
+        transport: "quic",
+        federates: 8,
+        run: lockstep_quic,
+    },
+    Scenario {
+        name: "lockstep",
+        transport: "quic",
+        federates: 32,
+        run: lockstep_quic,
+    },
+    Scenario {
+        name: "events",
+        transport: "embedded",
+        federates: 2,
+        run: events_embedded,
+    },
+    Scenario {
+        name: "events",
+        transport: "embedded",
+        federates: 8,
+        run: events_embedded,
+    },
+    Scenario {
+        name: "events",
+        transport: "embedded",
+        federates: 32,
+        run: events_embedded,
+    },
+    Scenario {
+        name: "events",
+        transport: "quic",
+        federates: 2,
+        run: events_quic,
+    },
+    Scenario {
+        name: "events",
+        transport: "quic",
+        federates: 8,
+        run: events_quic,
+    },
+    Scenario {
+        name: "events",
+        transport: "quic",
+        federates: 32,
+        run: events_quic,
+    },
+    Scenario {
+        name: "phold",
+        transport: "embedded",
+        federates: 8,
+        run: phold_embedded,
+    },
+    Scenario {
+        name: "phold",
+        transport: "quic",
+        federates: 8,
+        run: phold_quic,
+    },
+    Scenario {
+        name: "scale",
+        transport: "embedded",
+        federates: 1_000,
+        run: scale_embedded,
+    },
 ];
 
 impl Scenario {
     fn label(&self) -> String {
-        format!("{}/{}", self.name, self.transport)
+        format!("{}/{}/{}", self.name, self.transport, self.federates)
     }
 }
 
@@ -137,7 +275,8 @@ impl Scenario {
 #[derive(Debug)]
 struct Options {
     filter: Option<String>,
-    steps: usize,
+    steps: Option<usize>,
+    quick: bool,
 }
 
 /// How many round trips a scenario makes, and for how long at most.
@@ -146,6 +285,8 @@ struct Budget {
     warm_up: usize,
     steps: usize,
     limit: Duration,
+    /// Steps of each federate in `scale`.
+    scale_steps: usize,
 }
 
 /// What every scenario gets: the certificate directory and the budget.
@@ -170,6 +311,12 @@ impl Setup {
 struct Measurement {
     sorted: Vec<Duration>,
     seconds: f64,
+    /// The `steps` column: round trips, mean steps per federate, or events (`phold`).
+    steps: usize,
+    /// Grants (`phold`: events) in `seconds`, for the `grants_per_s` column.
+    grants: u64,
+    /// Trailing columns of this scenario only (`scale`: `kib_per_federate`).
+    extra: Option<String>,
 }
 
 /// A federation CA and certificates for [`SERVER`] and [`CLIENT`] in a scratch directory, which
@@ -214,11 +361,7 @@ fn main() -> ExitCode {
     };
     let setup = Setup {
         certificates: certificates.dir.clone(),
-        budget: Budget {
-            warm_up: WARM_UP,
-            steps: options.steps,
-            limit: TIME_LIMIT,
-        },
+        budget: options.budget(),
     };
 
     println!("scenario transport N steps seconds grants_per_s us_per_step median_us p90_us");
@@ -257,11 +400,12 @@ enum Watched {
 fn run_watched(scenario: &Scenario, setup: &Setup) -> Watched {
     let (done, outcome) = mpsc::channel();
     let run = scenario.run;
+    let federates = scenario.federates;
     let setup = setup.clone();
     let spawned = thread::Builder::new()
         .name(format!("bench-{}", scenario.name))
         .spawn(move || {
-            let _ = done.send(run(&setup));
+            let _ = done.send(run(&setup, federates));
         });
     if let Err(error) = spawned {
         return Watched::Finished(Err(format!("cannot start a thread: {error}")));
@@ -277,25 +421,30 @@ fn run_watched(scenario: &Scenario, setup: &Setup) -> Watched {
 
 /// One output line.
 fn report(scenario: &Scenario, measurement: &Measurement) -> String {
-    let steps = measurement.sorted.len();
-    format!(
+    let steps = measurement.steps.max(1);
+    let mut line = format!(
         "{} {} {} {} {:.2} {:.0} {:.1} {:.1} {:.1}",
         scenario.name,
         scenario.transport,
         scenario.federates,
-        steps,
+        measurement.steps,
         measurement.seconds,
-        steps as f64 / measurement.seconds,
+        measurement.grants as f64 / measurement.seconds,
         measurement.seconds * 1e6 / steps as f64,
         micros(measurement.percentile(50)),
         micros(measurement.percentile(90)),
-    )
+    );
+    if let Some(extra) = &measurement.extra {
+        line.push(' ');
+        line.push_str(extra);
+    }
+    line
 }
 
 // Scenarios.
 
 /// `raw-quinn/quic`: an echo over one quinn stream, server and client on threads of their own.
-fn raw_quinn(setup: &Setup) -> Result<Measurement, String> {
+fn raw_quinn(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
     let server = EchoServer::start(setup)?;
     let client_config = echo_client_config(setup)?;
     let address = server.address;
@@ -315,7 +464,7 @@ fn raw_quinn(setup: &Setup) -> Result<Measurement, String> {
 /// echo on another, parking at once, as a blocking federate does with no spin. Its distance to
 /// `raw-quinn` is the cost of the two extra thread hand-offs; its distance to
 /// `advance-nospin/quic` is the daemon's and the protocol's.
-fn raw_quinn_handoff(setup: &Setup) -> Result<Measurement, String> {
+fn raw_quinn_handoff(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
     let server = EchoServer::start(setup)?;
     let client_config = echo_client_config(setup)?;
     let address = server.address;
@@ -362,23 +511,626 @@ fn raw_quinn_handoff(setup: &Setup) -> Result<Measurement, String> {
 }
 
 /// `advance/quic`: one federate against the daemon, with the SDK's default spin.
-fn advance_quic(setup: &Setup) -> Result<Measurement, String> {
+fn advance_quic(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
     advance_over_quic(setup, None)
 }
 
 /// `advance-nospin/quic`: as [`advance_quic`], parking at once while waiting for the RTI.
-fn advance_quic_no_spin(setup: &Setup) -> Result<Measurement, String> {
+fn advance_quic_no_spin(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
     advance_over_quic(setup, Some(Duration::ZERO))
 }
 
 /// `advance/embedded`: one federate against the embedded RTI, with the SDK's default spin.
-fn advance_embedded(setup: &Setup) -> Result<Measurement, String> {
+fn advance_embedded(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
     advance_over_embedded(setup, None)
 }
 
 /// `advance-nospin/embedded`: as [`advance_embedded`], parking at once while waiting.
-fn advance_embedded_no_spin(setup: &Setup) -> Result<Measurement, String> {
+fn advance_embedded_no_spin(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
     advance_over_embedded(setup, Some(Duration::ZERO))
+}
+
+/// `lockstep/embedded`: a ring of federates exchanging one attribute per step with TAR.
+fn lockstep_embedded(setup: &Setup, federates: usize) -> Result<Measurement, String> {
+    ring(setup, Transport::Embedded, federates, RingMode::Lockstep)
+}
+
+/// `lockstep/quic`: [`lockstep_embedded`] against the daemon, one connection per federate.
+fn lockstep_quic(setup: &Setup, federates: usize) -> Result<Measurement, String> {
+    ring(setup, Transport::Quic, federates, RingMode::Lockstep)
+}
+
+/// `events/embedded`: the ring with one interaction per step and NER.
+fn events_embedded(setup: &Setup, federates: usize) -> Result<Measurement, String> {
+    ring(setup, Transport::Embedded, federates, RingMode::Events)
+}
+
+/// `events/quic`: [`events_embedded`] against the daemon.
+fn events_quic(setup: &Setup, federates: usize) -> Result<Measurement, String> {
+    ring(setup, Transport::Quic, federates, RingMode::Events)
+}
+
+/// `phold/embedded`: PHOLD over NER.
+fn phold_embedded(setup: &Setup, federates: usize) -> Result<Measurement, String> {
+    phold(setup, Transport::Embedded, federates)
+}
+
+/// `phold/quic`: [`phold_embedded`] against the daemon.
+fn phold_quic(setup: &Setup, federates: usize) -> Result<Measurement, String> {
+    phold(setup, Transport::Quic, federates)
+}
+
+/// `scale/embedded`: many async federates on one two-worker runtime, TAR steps only.
+fn scale_embedded(setup: &Setup, federates: usize) -> Result<Measurement, String> {
+    // Best effort: resets the peak RSS (VmHWM) to the current RSS, so that the peak read at
+    // the end is this scenario's rather than an earlier one's.
+    let _ = fs::write("/proc/self/clear_refs", "5");
+    let rti = EmbeddedRti::start().map_err(|e| format!("cannot start the embedded RTI: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let budget = setup.budget;
+    let runs = runtime.block_on(scale_run(rti.clone(), federates, budget))?;
+    drop(runtime);
+    let peak_kib = peak_rss_kib()?;
+    let mut measurement = combine(runs, federates, false)?;
+    measurement.extra = Some(format!("{:.1}", peak_kib as f64 / federates as f64));
+    Ok(measurement)
+}
+
+// Multi-federate building blocks.
+
+/// The transport of a multi-federate scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Embedded,
+    Quic,
+}
+
+/// What the ring federates exchange each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RingMode {
+    /// One `f64` attribute update stamped `t + step`, then TAR(`t + step`).
+    Lockstep,
+    /// One interaction stamped `t + step`, then NER(`t + step`).
+    Events,
+}
+
+/// The RTI of a multi-federate scenario and a connector for each federate.
+struct Rig {
+    connectors: Vec<Connector>,
+    daemon: Option<Daemon>,
+    // Kept alive for the scenario's length.
+    _embedded: Option<EmbeddedRti>,
+}
+
+impl Rig {
+    /// A fresh embedded RTI, or the daemon in this process with a certificate per federate.
+    fn open(setup: &Setup, transport: Transport, names: &[String]) -> Result<Self, String> {
+        match transport {
+            Transport::Embedded => {
+                let rti = EmbeddedRti::start()
+                    .map_err(|e| format!("cannot start the embedded RTI: {e}"))?;
+                Ok(Self {
+                    connectors: names.iter().map(|_| Connector::from(&rti)).collect(),
+                    daemon: None,
+                    _embedded: Some(rti),
+                })
+            }
+            Transport::Quic => {
+                for name in names {
+                    let files = TlsFiles::in_dir(&setup.certificates, name);
+                    if !files.cert.exists() {
+                        tls::issue_for_days(&setup.certificates, name, Role::Federate, 1)
+                            .map_err(|e| format!("certificate for `{name}`: {e}"))?;
+                    }
+                }
+                let daemon = Daemon::start(setup.server_tls())?;
+                let url = format!("quic://{}", daemon.address);
+                let connectors = names
+                    .iter()
+                    .map(|name| {
+                        Connector::quic(&url, TlsFiles::in_dir(&setup.certificates, name))
+                            .map_err(|e| format!("connector: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(Self {
+                    connectors,
+                    daemon: Some(daemon),
+                    _embedded: None,
+                })
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), String> {
+        match self.daemon {
+            Some(daemon) => daemon.stop(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What one federate of a multi-federate scenario did in its measured part.
+struct Run {
+    start: Instant,
+    end: Instant,
+    grants: u64,
+    events: u64,
+    /// The duration of each measured advance; kept by federate 0 only.
+    samples: Vec<Duration>,
+}
+
+/// Federate names `f0`, `f1`, ...
+fn federate_names(federates: usize) -> Vec<String> {
+    (0..federates).map(|i| format!("f{i}")).collect()
+}
+
+/// Runs `member(index, connector)` for every federate on a thread of its own and collects
+/// their runs, in index order.
+fn on_threads(
+    connectors: Vec<Connector>,
+    member: impl Fn(usize, Connector) -> Result<Run, String> + Send + Sync + Clone + 'static,
+) -> Result<Vec<Run>, String> {
+    let mut threads = Vec::with_capacity(connectors.len());
+    for (index, connector) in connectors.into_iter().enumerate() {
+        let member = member.clone();
+        let thread = thread::Builder::new()
+            .name(format!("bench-f{index}"))
+            .spawn(move || member(index, connector))
+            .map_err(|e| format!("cannot start a federate thread: {e}"))?;
+        threads.push(thread);
+    }
+    // Every thread is joined before an error is returned: a failing federate resigns by
+    // dropping its connection, so the others go on and end.
+    let outcomes: Vec<Result<Run, String>> = threads
+        .into_iter()
+        .enumerate()
+        .map(|(index, thread)| joined(thread, &format!("f{index} federate")))
+        .collect();
+    outcomes.into_iter().collect()
+}
+
+/// One measurement from every federate's run: wall time from the first start to the last
+/// end, grants (or events) summed, the samples of federate 0. `steps` is the mean number of
+/// grants per federate, or with `count_events` the total number of events.
+fn combine(runs: Vec<Run>, federates: usize, count_events: bool) -> Result<Measurement, String> {
+    let start = runs
+        .iter()
+        .map(|run| run.start)
+        .min()
+        .ok_or("no federate ran")?;
+    let end = runs
+        .iter()
+        .map(|run| run.end)
+        .max()
+        .ok_or("no federate ran")?;
+    let grants: u64 = runs.iter().map(|run| run.grants).sum();
+    let events: u64 = runs.iter().map(|run| run.events).sum();
+    let mut sorted: Vec<Duration> = runs.into_iter().flat_map(|run| run.samples).collect();
+    sorted.sort_unstable();
+    let (steps, grants) = if count_events {
+        (usize::try_from(events).unwrap_or(usize::MAX), events)
+    } else {
+        let mean = (grants as f64 / federates as f64).round() as usize;
+        (mean, grants)
+    };
+    if steps == 0 {
+        return Err("no measured step".to_owned());
+    }
+    Ok(Measurement {
+        sorted,
+        seconds: end.duration_since(start).as_secs_f64(),
+        steps,
+        grants,
+        extra: None,
+    })
+}
+
+/// Joins a regulating (lookahead [`RING_STEP`]) and constrained federate; parks at once
+/// while waiting when more than two federates share the cores.
+fn join_member(
+    connector: Connector,
+    name: &str,
+    model: ObjectModel,
+    federates: usize,
+) -> Result<blocking::Federate, String> {
+    let mut builder = Federate::builder(FEDERATION, name)
+        .create_federation(model)
+        .time_regulating(RING_STEP)
+        .time_constrained();
+    if federates > 2 {
+        builder = builder.spin(Duration::ZERO);
+    }
+    builder
+        .join_blocking(connector)
+        .map_err(|e| format!("{name} join: {e}"))
+}
+
+/// The start barrier: `f0` registers [`START`] for every federate once all have joined
+/// (retrying while some are missing, as ping-pong does), then each synchronizes.
+fn start_together(federate: &mut blocking::Federate, names: &[String]) -> Result<(), String> {
+    if federate.name() == names[0] {
+        let everyone: Vec<&str> = names.iter().map(String::as_str).collect();
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            match federate.register_sync_point(START, &everyone) {
+                Ok(()) => break,
+                Err(SdkError::Refused {
+                    source: RtiError::FederateNotFound(_),
+                    ..
+                }) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(format!("register `{START}`: {e}")),
+            }
+        }
+    }
+    federate
+        .synchronize(START)
+        .map_err(|e| format!("{} synchronize: {e}", federate.name()))
+}
+
+/// The ring's model: an object class `Node<i>` with `value` and an interaction class
+/// `Msg<i>` with `value` per federate, so that each subscribes to its neighbour's only.
+fn ring_model(federates: usize) -> ObjectModel {
+    (0..federates).fold(ObjectModel::new(), |model, i| {
+        model
+            .with_object_class(&format!("Node{i}"), ["value"])
+            .with_interaction_class(&format!("Msg{i}"), ["value"])
+    })
+}
+
+/// `lockstep` and `events`: federate `i` sends on `Node<i>`/`Msg<i>` and receives those of
+/// `i + 1` (mod N). Each federate makes `warm_up / 10` unmeasured steps, then measures until it
+/// has made `steps` or `limit` has passed.
+fn ring(
+    setup: &Setup,
+    transport: Transport,
+    federates: usize,
+    mode: RingMode,
+) -> Result<Measurement, String> {
+    let names = Arc::new(federate_names(federates));
+    let rig = Rig::open(setup, transport, &names)?;
+    let budget = setup.budget;
+    let connectors = rig.connectors.clone();
+    let runs = on_threads(connectors, move |index, connector| {
+        ring_member(connector, index, &names, mode, &budget)
+    })?;
+    rig.finish()?;
+    combine(runs, federates, false)
+}
+
+fn ring_member(
+    connector: Connector,
+    index: usize,
+    names: &[String],
+    mode: RingMode,
+    budget: &Budget,
+) -> Result<Run, String> {
+    let federates = names.len();
+    let name = &names[index];
+    let neighbour = (index + 1) % federates;
+    let mut federate = join_member(connector, name, ring_model(federates), federates)?;
+    let fail = |what: &str, e: federate_sdk::Error| format!("{name} {what}: {e}");
+    let object = match mode {
+        RingMode::Lockstep => {
+            federate
+                .publish(&[&format!("Node{index}.value")])
+                .map_err(|e| fail("publish", e))?;
+            federate
+                .subscribe(&[&format!("Node{neighbour}.value")])
+                .map_err(|e| fail("subscribe", e))?;
+            Some(
+                federate
+                    .register_object(&format!("Node{index}"), None)
+                    .map_err(|e| fail("register object", e))?,
+            )
+        }
+        RingMode::Events => {
+            federate
+                .publish_interaction(&format!("Msg{index}"))
+                .map_err(|e| fail("publish", e))?;
+            federate
+                .subscribe_interaction(&format!("Msg{neighbour}"))
+                .map_err(|e| fail("subscribe", e))?;
+            None
+        }
+    };
+    let class = format!("Msg{index}");
+    start_together(&mut federate, names)?;
+
+    let warm_up = budget.warm_up / 10;
+    let mut start = Instant::now();
+    let mut deadline = start + budget.limit;
+    let mut grants = 0u64;
+    let mut received = 0u64;
+    let mut samples = Vec::new();
+    for step in 0usize.. {
+        if step == warm_up {
+            start = Instant::now();
+            deadline = start + budget.limit;
+        }
+        if step >= warm_up && (step - warm_up >= budget.steps || Instant::now() >= deadline) {
+            break;
+        }
+        let target = federate
+            .time()
+            .checked_add(RING_STEP)
+            .map_err(|e| format!("{name} next time: {e}"))?;
+        let values = Values::new()
+            .with("value", &(step as f64))
+            .map_err(|e| fail("value", e))?;
+        let began = Instant::now();
+        let grant = match &object {
+            Some(object) => {
+                federate
+                    .update(object, values, Some(target))
+                    .map_err(|e| fail("update", e))?;
+                federate
+                    .advance_to(target)
+                    .map_err(|e| fail("advance", e))?
+            }
+            None => {
+                federate
+                    .send_interaction(&class, values, Some(target))
+                    .map_err(|e| fail("send interaction", e))?;
+                federate
+                    .next_event(target)
+                    .map_err(|e| fail("next event", e))?
+            }
+        };
+        let took = began.elapsed();
+        if step >= warm_up {
+            grants += 1;
+            received += (grant.reflections().count() + grant.interactions().count()) as u64;
+            if index == 0 {
+                samples.push(took);
+            }
+        }
+    }
+    let end = Instant::now();
+    federate.resign().map_err(|e| fail("resign", e))?;
+    if grants > 2 && received == 0 {
+        return Err(format!("{name} received nothing from its neighbour"));
+    }
+    Ok(Run {
+        start,
+        end,
+        grants,
+        events: received,
+        samples,
+    })
+}
+
+/// PHOLD's model: an interaction class `Ev<i>` per federate, which only federate `i`
+/// subscribes to.
+fn phold_model(federates: usize) -> ObjectModel {
+    (0..federates).fold(ObjectModel::new(), |model, i| {
+        model.with_interaction_class(&format!("Ev{i}"), ["from"])
+    })
+}
+
+/// `phold`: [`PHOLD_POPULATION`] events per federate. Handling an event at its timestamp sends
+/// one new event to a uniformly random federate (itself included: then it stays in its local
+/// queue) stamped now + lookahead + exponential([`PHOLD_MEAN_DELAY`]). Each federate loops on
+/// NER(its next local event) until the simulated end, chosen so that about `steps` events
+/// per federate happen, or until `limit` has passed. No warm-up.
+fn phold(setup: &Setup, transport: Transport, federates: usize) -> Result<Measurement, String> {
+    let names = Arc::new(federate_names(federates));
+    let rig = Rig::open(setup, transport, &names)?;
+    let budget = setup.budget;
+    // Each event takes lookahead + mean delay of simulated time, so the federation handles
+    // about `population / that` events per simulated second.
+    let mean_delay = RING_STEP.as_secs_f64() + PHOLD_MEAN_DELAY;
+    let population = (PHOLD_POPULATION * federates) as f64;
+    let events = (budget.steps * federates) as f64;
+    let end = SimTime::from_secs_f64(events * mean_delay / population)
+        .map_err(|e| format!("end time: {e}"))?;
+    let connectors = rig.connectors.clone();
+    let runs = on_threads(connectors, move |index, connector| {
+        phold_member(connector, index, &names, end, &budget)
+    })?;
+    rig.finish()?;
+    combine(runs, federates, true)
+}
+
+fn phold_member(
+    connector: Connector,
+    index: usize,
+    names: &[String],
+    end: SimTime,
+    budget: &Budget,
+) -> Result<Run, String> {
+    let federates = names.len();
+    let name = &names[index];
+    let mut federate = join_member(connector, name, phold_model(federates), federates)?;
+    let fail = |what: &str, e: federate_sdk::Error| format!("{name} {what}: {e}");
+    let classes: Vec<String> = (0..federates).map(|i| format!("Ev{i}")).collect();
+    for (other, class) in classes.iter().enumerate() {
+        if other != index {
+            federate
+                .publish_interaction(class)
+                .map_err(|e| fail("publish", e))?;
+        }
+    }
+    federate
+        .subscribe_interaction(&classes[index])
+        .map_err(|e| fail("subscribe", e))?;
+    let values = Values::new()
+        .with("from", &(index as u32))
+        .map_err(|e| fail("value", e))?;
+
+    let mut rng = XorShift::new(index as u64);
+    let delay = |rng: &mut XorShift| {
+        SimDuration::from_secs_f64(RING_STEP.as_secs_f64() + rng.exponential(PHOLD_MEAN_DELAY))
+            .map_err(|e| format!("{name} delay: {e}"))
+    };
+    let mut local = BinaryHeap::new();
+    for _ in 0..PHOLD_POPULATION {
+        let at = SimTime::ZERO
+            .checked_add(delay(&mut rng)?)
+            .map_err(|e| format!("{name} time: {e}"))?;
+        local.push(Reverse(at));
+    }
+    start_together(&mut federate, names)?;
+
+    let start = Instant::now();
+    let deadline = start + budget.limit;
+    let mut grants = 0u64;
+    let mut events = 0u64;
+    let mut samples = Vec::new();
+    while federate.time() < end && Instant::now() < deadline {
+        let next = local.peek().map_or(end, |Reverse(at)| (*at).min(end));
+        let began = Instant::now();
+        let grant = federate
+            .next_event(next)
+            .map_err(|e| fail("next event", e))?;
+        if index == 0 {
+            samples.push(began.elapsed());
+        }
+        grants += 1;
+        let now = grant.time;
+        let mut due = grant.interactions().count();
+        while local.peek().is_some_and(|Reverse(at)| *at <= now) {
+            local.pop();
+            due += 1;
+        }
+        events += due as u64;
+        for _ in 0..due {
+            let to = rng.below(federates);
+            let at = now
+                .checked_add(delay(&mut rng)?)
+                .map_err(|e| format!("{name} time: {e}"))?;
+            if to == index {
+                local.push(Reverse(at));
+            } else {
+                federate
+                    .send_interaction(&classes[to], values.clone(), Some(at))
+                    .map_err(|e| fail("send interaction", e))?;
+            }
+        }
+    }
+    let end = Instant::now();
+    federate.resign().map_err(|e| fail("resign", e))?;
+    Ok(Run {
+        start,
+        end,
+        grants,
+        events,
+        samples,
+    })
+}
+
+/// `scale`: joins every federate (regulating with lookahead [`RING_STEP`], constrained, no
+/// spin), `f0` registers [`START`] for all, and each task synchronizes and makes
+/// `scale_steps` TAR steps or as many as fit in `limit`.
+async fn scale_run(rti: EmbeddedRti, federates: usize, budget: Budget) -> Result<Vec<Run>, String> {
+    let names = federate_names(federates);
+    let mut joining = tokio::task::JoinSet::new();
+    for (index, name) in names.iter().enumerate() {
+        let builder = Federate::builder(FEDERATION, name)
+            .create_federation(ObjectModel::new())
+            .time_regulating(RING_STEP)
+            .time_constrained()
+            .spin(Duration::ZERO);
+        let connector = Connector::from(&rti);
+        joining.spawn(async move { (index, builder.join(connector).await) });
+    }
+    let mut joined: Vec<Option<Federate>> = (0..federates).map(|_| None).collect();
+    while let Some(outcome) = joining.join_next().await {
+        let (index, federate) = outcome.map_err(|e| format!("a join task failed: {e}"))?;
+        joined[index] = Some(federate.map_err(|e| format!("f{index} join: {e}"))?);
+    }
+    let mut members: Vec<Federate> = joined.into_iter().flatten().collect();
+    let everyone: Vec<&str> = names.iter().map(String::as_str).collect();
+    members[0]
+        .register_sync_point(START, &everyone)
+        .await
+        .map_err(|e| format!("register `{START}`: {e}"))?;
+
+    let mut stepping = tokio::task::JoinSet::new();
+    for (index, mut federate) in members.into_iter().enumerate() {
+        stepping.spawn(async move {
+            let fail = |what: &str, e: federate_sdk::Error| format!("f{index} {what}: {e}");
+            federate
+                .synchronize(START)
+                .await
+                .map_err(|e| fail("synchronize", e))?;
+            let start = Instant::now();
+            let deadline = start + budget.limit;
+            let mut grants = 0u64;
+            let mut samples = Vec::new();
+            while (grants as usize) < budget.scale_steps && Instant::now() < deadline {
+                let began = Instant::now();
+                federate
+                    .step(RING_STEP)
+                    .await
+                    .map_err(|e| fail("step", e))?;
+                if index == 0 {
+                    samples.push(began.elapsed());
+                }
+                grants += 1;
+            }
+            let end = Instant::now();
+            federate.resign().await.map_err(|e| fail("resign", e))?;
+            Ok::<_, String>(Run {
+                start,
+                end,
+                grants,
+                events: 0,
+                samples,
+            })
+        });
+    }
+    let mut runs = Vec::with_capacity(federates);
+    while let Some(outcome) = stepping.join_next().await {
+        runs.push(outcome.map_err(|e| format!("a federate task failed: {e}"))??);
+    }
+    Ok(runs)
+}
+
+/// The process's peak resident set size (`VmHWM` in `/proc/self/status`), in KiB.
+fn peak_rss_kib() -> Result<u64, String> {
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmHWM in /proc/self/status".to_owned())
+}
+
+/// xorshift64*: small, fast and deterministic for a seed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        // Never zero, and distinct seeds land far apart.
+        Self((seed.wrapping_add(1)).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n`.
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Uniform in `(0, 1]`.
+    fn unit(&mut self) -> f64 {
+        ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Exponential with the given mean.
+    fn exponential(&mut self, mean: f64) -> f64 {
+        -mean * self.unit().ln()
+    }
 }
 
 // Scenario building blocks.
@@ -752,9 +1504,13 @@ impl Meter {
             .measuring_since
             .map_or(0.0, |since| since.elapsed().as_secs_f64());
         self.samples.sort_unstable();
+        let steps = self.samples.len();
         Measurement {
             sorted: self.samples,
             seconds,
+            steps,
+            grants: steps as u64,
+            extra: None,
         }
     }
 }
@@ -772,18 +1528,22 @@ impl Options {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Self>, String> {
         let mut options = Self {
             filter: None,
-            steps: DEFAULT_STEPS,
+            steps: None,
+            quick: false,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "-h" | "--help" => return Ok(None),
+                "--quick" => options.quick = true,
                 "--steps" => {
                     let value = args.next().ok_or("--steps needs a number")?;
-                    options.steps = value
-                        .parse()
-                        .ok()
-                        .filter(|steps| *steps > 0)
-                        .ok_or(format!("--steps takes a positive number, not `{value}`"))?;
+                    options.steps = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|steps| *steps > 0)
+                            .ok_or(format!("--steps takes a positive number, not `{value}`"))?,
+                    );
                 }
                 flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
                 filter if options.filter.is_none() => options.filter = Some(filter.to_owned()),
@@ -791,6 +1551,29 @@ impl Options {
             }
         }
         Ok(Some(options))
+    }
+
+    /// The budget of every scenario: the defaults, or the `--quick` ones; `--steps` wins.
+    fn budget(&self) -> Budget {
+        let budget = if self.quick {
+            Budget {
+                warm_up: QUICK_WARM_UP,
+                steps: QUICK_STEPS,
+                limit: QUICK_TIME_LIMIT,
+                scale_steps: QUICK_SCALE_STEPS,
+            }
+        } else {
+            Budget {
+                warm_up: WARM_UP,
+                steps: DEFAULT_STEPS,
+                limit: TIME_LIMIT,
+                scale_steps: SCALE_STEPS,
+            }
+        };
+        Budget {
+            steps: self.steps.unwrap_or(budget.steps),
+            ..budget
+        }
     }
 
     fn selects(&self, scenario: &Scenario) -> bool {
