@@ -136,7 +136,13 @@ struct Scenario {
 }
 
 /// Every scenario, in the order they run and print.
-const SCENARIOS: [Scenario; 21] = [
+const SCENARIOS: [Scenario; 22] = [
+    Scenario {
+        name: "raw-udp",
+        transport: "udp",
+        federates: 1,
+        run: raw_udp,
+    },
     Scenario {
         name: "raw-quinn",
         transport: "quic",
@@ -442,6 +448,67 @@ fn report(scenario: &Scenario, measurement: &Measurement) -> String {
 }
 
 // Scenarios.
+
+/// `raw-udp/udp`: the network's floor. A [`MESSAGE_LEN`]-byte datagram echoed over loopback by
+/// a thread with a blocking socket, the client on this thread: no TLS, no QUIC, no runtime.
+fn raw_udp(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
+    use std::net::UdpSocket;
+
+    let io = |what: &str, e: std::io::Error| format!("raw UDP {what}: {e}");
+    let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| io("bind", e))?;
+    let address = server.local_addr().map_err(|e| io("address", e))?;
+    server
+        .set_read_timeout(Some(NETWORK_TIMEOUT))
+        .map_err(|e| io("timeout", e))?;
+    let echo = thread::Builder::new()
+        .name("bench-udp-echo".into())
+        .spawn(move || {
+            let mut buffer = [0u8; MESSAGE_LEN];
+            // An empty datagram ends the echo; so does a client gone silent (the read times out).
+            while let Ok((n, from)) = server.recv_from(&mut buffer) {
+                if n == 0 || server.send_to(&buffer[..n], from).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the UDP echo thread: {e}"))?;
+
+    let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| io("bind", e))?;
+    client.connect(address).map_err(|e| io("connect", e))?;
+    client
+        .set_read_timeout(Some(NETWORK_TIMEOUT))
+        .map_err(|e| io("timeout", e))?;
+    let message = [7u8; MESSAGE_LEN];
+    let mut buffer = [0u8; MESSAGE_LEN];
+    let mut round_trip = || -> Result<Duration, String> {
+        let start = Instant::now();
+        client.send(&message).map_err(|e| io("send", e))?;
+        client
+            .recv(&mut buffer)
+            .map_err(|e| io("receive (lost datagram?)", e))?;
+        Ok(start.elapsed())
+    };
+    let budget = setup.budget;
+    for _ in 0..budget.warm_up {
+        round_trip()?;
+    }
+    let mut samples = Vec::with_capacity(budget.steps);
+    let began = Instant::now();
+    while samples.len() < budget.steps && began.elapsed() < budget.limit {
+        samples.push(round_trip()?);
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let _ = client.send(&[]);
+    let _ = echo.join();
+    samples.sort_unstable();
+    Ok(Measurement {
+        steps: samples.len(),
+        grants: samples.len() as u64,
+        sorted: samples,
+        seconds,
+        extra: None,
+    })
+}
 
 /// `raw-quinn/quic`: an echo over one quinn stream, server and client on threads of their own.
 fn raw_quinn(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
