@@ -14,6 +14,7 @@ mod federation;
 mod time;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fedtwin_core::message::{Callback, ClientMessage, Request, Response, ServerMessage};
@@ -84,7 +85,8 @@ impl Outbox {
 #[derive(Debug, Default)]
 struct Session {
     joined: Option<(u64, FederateId)>,
-    peer: Peer,
+    /// Shared so that handling a request does not copy the identity's strings.
+    peer: Arc<Peer>,
 }
 
 /// Who is at the other end of a connection, as the transport established it.
@@ -206,8 +208,13 @@ impl Engine {
         if self.sessions.contains_key(&connection) {
             return Err(EngineError::ConnectionExists(connection));
         }
-        self.sessions
-            .insert(connection, Session { joined: None, peer });
+        self.sessions.insert(
+            connection,
+            Session {
+                joined: None,
+                peer: Arc::new(peer),
+            },
+        );
         Ok(())
     }
 
@@ -324,7 +331,7 @@ impl Engine {
         let ClientMessage { id, request } = message;
         let name = request.name();
         let joined = session.joined;
-        let peer = session.peer.clone();
+        let peer = Arc::clone(&session.peer);
         if let Err(denied) = self.authorize(&peer, joined, &request) {
             warn!(identity = ?peer.identity.as_ref().map(|i| &i.name), %denied, "request denied");
             if let RtiError::Denied { federation, .. } = &denied {
@@ -507,6 +514,9 @@ impl Engine {
 
     /// Fills in the acting identity on audit events queued by the current call.
     fn stamp_audit(&mut self, peer: &Peer) {
+        if self.outbox.1.back().is_none_or(|e| e.identity.is_some()) {
+            return;
+        }
         let identity = peer.identity.as_ref().map(|i| i.name.clone());
         for event in self
             .outbox
