@@ -53,15 +53,7 @@ fn two_processes_play_ping_pong_through_the_daemon_and_the_audit_log_holds() {
     );
 
     // The admin sees the (now empty) federation; the key exchange was post-quantum.
-    let status = ok(&fedtwin(&[
-        "status",
-        "--rti",
-        &daemon.address,
-        "--certs",
-        certs.to_str().unwrap(),
-        "--identity",
-        "ops",
-    ]));
+    let status = daemon.status_as(&certs, "ops");
     assert!(
         status.contains("federation ping-pong: 0 federates"),
         "{status}"
@@ -334,15 +326,7 @@ fn best_effort_datagrams_arrive_and_status_shows_the_key_exchange() {
     assert!(!counts.is_empty(), "no best-effort message arrived");
     assert!(counts.iter().all(|c| *c < 20));
 
-    let status = ok(&fedtwin(&[
-        "status",
-        "--rti",
-        &daemon.address,
-        "--certs",
-        certs.to_str().unwrap(),
-        "--identity",
-        "ops",
-    ]));
+    let status = daemon.status_as(&certs, "ops");
     assert!(
         status.contains("federation ping-pong: 2 federates"),
         "{status}"
@@ -353,15 +337,7 @@ fn best_effort_datagrams_arrive_and_status_shows_the_key_exchange() {
         .unwrap();
     assert!(ping_line.contains("X25519MLKEM768"), "{status}");
     // A federate identity without administer rights sees nothing.
-    let hidden = ok(&fedtwin(&[
-        "status",
-        "--rti",
-        &daemon.address,
-        "--certs",
-        certs.to_str().unwrap(),
-        "--identity",
-        "mallory",
-    ]));
+    let hidden = daemon.status_as(&certs, "mallory");
     assert!(
         hidden.contains("no federations visible to `mallory`"),
         "{hidden}"

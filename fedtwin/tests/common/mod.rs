@@ -87,6 +87,20 @@ impl Daemon {
         Connector::quic(&self.address, TlsFiles::in_dir(certs, identity)).unwrap()
     }
 
+    /// `fedtwin status` against this daemon as `identity`; its standard output.
+    pub(crate) fn status_as(&self, certs: &Path, identity: &str) -> String {
+        let certs = certs.to_str().expect("temporary paths are UTF-8");
+        ok(&fedtwin(&[
+            "status",
+            "--rti",
+            &self.address,
+            "--certs",
+            certs,
+            "--identity",
+            identity,
+        ]))
+    }
+
     /// SIGTERM and wait: the daemon flushes its audit log and exits cleanly.
     pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
