@@ -44,9 +44,18 @@ pub struct Transmit {
 
 /// Messages waiting for the driver, and audit events for it to record.
 #[derive(Debug, Default)]
-pub(crate) struct Outbox(VecDeque<Transmit>, VecDeque<AuditEvent>);
+pub(crate) struct Outbox {
+    transmits: VecDeque<Transmit>,
+    audit: VecDeque<AuditEvent>,
+}
 
 impl Outbox {
+    /// Moves everything `other` holds to the end of this one.
+    fn append(&mut self, other: &mut Outbox) {
+        self.transmits.append(&mut other.transmits);
+        self.audit.append(&mut other.audit);
+    }
+
     pub(crate) fn audit(
         &mut self,
         kind: AuditKind,
@@ -54,7 +63,7 @@ impl Outbox {
         federate: Option<&str>,
         detail: String,
     ) {
-        self.1.push_back(AuditEvent {
+        self.audit.push_back(AuditEvent {
             kind,
             identity: None,
             federation: Some(federation.to_owned()),
@@ -64,7 +73,7 @@ impl Outbox {
     }
 
     pub(crate) fn push(&mut self, connection: ConnectionId, callback: Callback) {
-        self.0.push_back(Transmit {
+        self.transmits.push_back(Transmit {
             connection,
             message: ServerMessage::Callback(callback),
         });
@@ -75,7 +84,7 @@ impl Outbox {
             // Nobody waits for this answer; a refusal has been logged already.
             return;
         }
-        self.0.push_back(Transmit {
+        self.transmits.push_back(Transmit {
             connection,
             message: ServerMessage::Response { id, result },
         });
@@ -393,8 +402,7 @@ impl Engine {
                     // The answer first, then what the request caused, then the grants that it
                     // made possible.
                     self.outbox.respond(connection, id, result);
-                    self.outbox.0.append(&mut self.scratch.0);
-                    self.outbox.1.append(&mut self.scratch.1);
+                    self.outbox.append(&mut self.scratch);
                     federation.settle(now, &mut self.outbox);
                     self.stamp_audit(&peer);
                     return;
@@ -406,14 +414,13 @@ impl Engine {
             debug!(%error, request = name, "request refused");
         }
         self.outbox.respond(connection, id, result);
-        self.outbox.0.append(&mut self.scratch.0);
-        self.outbox.1.append(&mut self.scratch.1);
+        self.outbox.append(&mut self.scratch);
         self.stamp_audit(&peer);
     }
 
     /// The next audit event to record, if any.
     pub fn poll_audit(&mut self) -> Option<AuditEvent> {
-        self.outbox.1.pop_front()
+        self.outbox.audit.pop_front()
     }
 
     /// Checks a request against the policy. Trusted connections and engines without a policy
@@ -514,13 +521,18 @@ impl Engine {
 
     /// Fills in the acting identity on audit events queued by the current call.
     fn stamp_audit(&mut self, peer: &Peer) {
-        if self.outbox.1.back().is_none_or(|e| e.identity.is_some()) {
+        if self
+            .outbox
+            .audit
+            .back()
+            .is_none_or(|e| e.identity.is_some())
+        {
             return;
         }
         let identity = peer.identity.as_ref().map(|i| i.name.clone());
         for event in self
             .outbox
-            .1
+            .audit
             .iter_mut()
             .rev()
             .take_while(|e| e.identity.is_none())
@@ -531,7 +543,7 @@ impl Engine {
 
     /// The next message to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.outbox.0.pop_front()
+        self.outbox.transmits.pop_front()
     }
 
     /// Names of the federations, in order.
