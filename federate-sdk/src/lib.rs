@@ -44,6 +44,7 @@ mod admin;
 pub mod blocking;
 mod error;
 mod federate;
+pub mod hosted;
 mod link;
 mod values;
 

@@ -30,12 +30,9 @@
 //! * `fmi2Error`, `fmi2Fatal`: the federate resigns (so that the others' GALT moves on) and the
 //!   run ends with [`AdapterError::Fmu`], quoting the FMU's message.
 
-use std::thread;
-use std::time::{Duration, Instant};
-
 use federate_sdk::{
-    Connector, Delivery, Error as FederateError, Federate, ObjectInstance, Order, RtiError,
-    SimDuration, SimTime, TlsFiles, Values, blocking,
+    Connector, Delivery, Error as FederateError, Federate, ObjectInstance, Order, SimDuration,
+    SimTime, TlsFiles, Values, blocking, hosted,
 };
 use fedtwin_core::step::{self, Coupled, Dynamics, StepError};
 use tracing::{info, warn};
@@ -43,9 +40,6 @@ use tracing::{info, warn};
 use crate::config::{AdapterConfig, ConfigError, Resolved};
 use crate::model_description::VariableKind;
 use crate::{FmiError, Fmu, FmuState, Instance, StepOutcome, to_sim_time};
-
-/// How long the start barrier waits for the expected federates to join.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why an adapter run failed.
 #[derive(Debug, thiserror::Error)]
@@ -543,25 +537,12 @@ impl LockStep<'_, '_> {
     /// Waits for the expected federates, exchanging the outputs at the start time.
     fn start_barrier(&mut self, outputs: &[f64]) -> Result<(), AdapterError> {
         let config = self.adapter.config;
-        let mut expected: Vec<&str> = config.expect.iter().map(String::as_str).collect();
-        expected.sort_unstable();
-        let registrar = expected
-            .first()
-            .is_some_and(|first| *first == config.instance);
-        if registrar {
-            register(&mut self.federate, "ready", &expected)
-                .map_err(|e| self.adapter.federation_error(e))?;
-            register(&mut self.federate, "start", &expected)
-                .map_err(|e| self.adapter.federation_error(e))?;
-        }
-        info!(instance = %config.instance, expected = ?expected, "waiting at the start barrier");
-        self.federate
-            .synchronize("ready")
-            .map_err(|e| self.adapter.federation_error(e))?;
-        self.publish(outputs, None)?;
-        self.federate
-            .synchronize("start")
-            .map_err(|e| self.adapter.federation_error(e))?;
+        let expected = as_str(&config.expect);
+        let objects = &self.objects;
+        hosted::start_barrier(&mut self.federate, &expected, |federate| {
+            publish(federate, config, objects, outputs, None)
+        })
+        .map_err(|e| self.adapter.federation_error(e))?;
         let deliveries = self
             .federate
             .take_deliveries()
@@ -571,19 +552,14 @@ impl LockStep<'_, '_> {
 
     /// Sends the outputs as attribute updates.
     fn publish(&mut self, outputs: &[f64], at: Option<SimTime>) -> Result<(), AdapterError> {
-        let config = self.adapter.config;
-        for (object, indices) in &self.objects {
-            let mut values = Values::new();
-            for &i in indices {
-                values
-                    .insert(&config.publish[i].attribute, &outputs[i])
-                    .map_err(|e| self.adapter.federation_error(e))?;
-            }
-            self.federate
-                .update(object, values, at)
-                .map_err(|e| self.adapter.federation_error(e))?;
-        }
-        Ok(())
+        publish(
+            &mut self.federate,
+            self.adapter.config,
+            &self.objects,
+            outputs,
+            at,
+        )
+        .map_err(|e| self.adapter.federation_error(e))
     }
 
     /// Takes subscribed values from reflections, in delivery order (the last one wins).
@@ -615,30 +591,22 @@ impl LockStep<'_, '_> {
     }
 }
 
-/// Registers a synchronization point, retrying while an expected federate has not joined.
-fn register(
+/// Sends each registered object's outputs as one attribute update.
+fn publish(
     federate: &mut blocking::Federate,
-    label: &str,
-    expected: &[&str],
+    config: &AdapterConfig,
+    objects: &[(ObjectInstance, Vec<usize>)],
+    outputs: &[f64],
+    at: Option<SimTime>,
 ) -> Result<(), FederateError> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        match federate.register_sync_point(label, expected) {
-            Err(FederateError::Refused {
-                source: RtiError::FederateNotFound(name),
-                ..
-            }) => {
-                if Instant::now() >= deadline {
-                    return Err(FederateError::Protocol(format!(
-                        "`{name}` did not join within {} s; start it or remove it from `expect`",
-                        START_TIMEOUT.as_secs()
-                    )));
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
+    for (object, indices) in objects {
+        let mut values = Values::new();
+        for &i in indices {
+            values.insert(&config.publish[i].attribute, &outputs[i])?;
         }
+        federate.update(object, values, at)?;
     }
+    Ok(())
 }
 
 /// Whole steps of `h` from `start` until `stop` is reached (the last may end past it).

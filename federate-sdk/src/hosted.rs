@@ -1,0 +1,131 @@
+//! Federates hosted by a runner (`fedtwin run`): plain functions the runner calls on a thread
+//! of their own, plus the start barrier that lets hosted federates, FMU adapters and external
+//! programs begin the run together.
+//!
+//! A hosted federate is a [`HostedFn`]: it receives a [`Hosted`] (where to connect, its name,
+//! the stop time, its parameters from the federation file), joins, runs to the stop time and
+//! returns a one-line summary. A failure is returned, never panicked, so that the runner can
+//! name the federate and its message.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fedtwin_core::{RtiError, SimTime};
+use serde::de::DeserializeOwned;
+
+use crate::blocking::Federate;
+use crate::error::{Error, Result};
+use crate::link::Connector;
+
+/// Everything a hosted federate gets from the runner.
+#[derive(Debug, Clone)]
+pub struct Hosted {
+    /// The federation to join (created by whoever joins first).
+    pub federation: String,
+    /// This federate's name (unique in the federation).
+    pub name: String,
+    /// Where the RTI is.
+    pub connector: Connector,
+    /// When the run ends, in simulated time.
+    pub stop: SimTime,
+    /// Every federate of the run, this one included: the start barrier waits for all of them.
+    pub expect: Vec<String>,
+    /// The federate's own table from the federation file (`[federate.params]`).
+    pub params: toml::Table,
+}
+
+/// What a hosted federate returns: a one-line summary, or why it failed.
+pub type HostedResult = std::result::Result<String, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A federate the runner can host.
+pub type HostedFn = fn(Hosted) -> HostedResult;
+
+/// A parameter table that does not fit the federate's parameter type.
+#[derive(Debug, thiserror::Error)]
+#[error("federate `{federate}`: invalid params: {message}")]
+pub struct ParamsError {
+    /// The federate whose parameters were rejected.
+    pub federate: String,
+    /// What was wrong, naming the key.
+    pub message: String,
+}
+
+impl Hosted {
+    /// Reads the parameters into the federate's own type; missing keys take the type's
+    /// `#[serde(default)]`s, unknown keys are errors when the type denies them.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamsError`] naming the federate and the offending key.
+    pub fn params<T: DeserializeOwned>(&self) -> std::result::Result<T, ParamsError> {
+        toml::Value::Table(self.params.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| ParamsError {
+                federate: self.name.clone(),
+                message: e.message().to_owned(),
+            })
+    }
+}
+
+/// How long [`start_barrier`] waits for the expected federates to join.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until every federate in `expected` has joined and declared its interests, lets this
+/// one send its initial (untimestamped) values in `initial`, and returns once everybody has.
+///
+/// Every participant calls this with the same set of names: the alphabetically first one
+/// registers the two synchronization points, `ready` (all joined and subscribed) and `start`
+/// (all sent their initial values). Values sent in `initial` are in the deliveries of the next
+/// [`Federate::take_deliveries`]. The FMI adapter uses the same protocol, so FMUs and hosted
+/// federates start together. With an empty `expected` nothing waits and `initial` still runs.
+///
+/// # Errors
+///
+/// [`Error::Protocol`] naming a federate that did not join within [`START_TIMEOUT`]; any error
+/// of the synchronization calls or of `initial`.
+pub fn start_barrier(
+    federate: &mut Federate,
+    expected: &[&str],
+    initial: impl FnOnce(&mut Federate) -> Result<()>,
+) -> Result<()> {
+    if expected.is_empty() {
+        return initial(federate);
+    }
+    let mut expected = expected.to_vec();
+    expected.sort_unstable();
+    expected.dedup();
+    if expected
+        .first()
+        .is_some_and(|first| *first == federate.name())
+    {
+        register(federate, "ready", &expected)?;
+        register(federate, "start", &expected)?;
+    }
+    tracing::info!(federate = %federate.name(), expected = ?expected, "waiting at the start barrier");
+    federate.synchronize("ready")?;
+    initial(federate)?;
+    federate.synchronize("start")
+}
+
+/// Registers a synchronization point, retrying while an expected federate has not joined.
+fn register(federate: &mut Federate, label: &str, expected: &[&str]) -> Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        match federate.register_sync_point(label, expected) {
+            Err(Error::Refused {
+                source: RtiError::FederateNotFound(name),
+                ..
+            }) => {
+                if Instant::now() >= deadline {
+                    return Err(Error::Protocol(format!(
+                        "`{name}` did not join within {} s; start it or remove it from the \
+                         expected federates",
+                        START_TIMEOUT.as_secs()
+                    )));
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
