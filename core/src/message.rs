@@ -350,6 +350,21 @@ pub enum Request {
         /// Let unstable steps through with a warning, for experiments.
         override_stability: bool,
     },
+    /// Session layer, sent best-effort: the federate has received the first `received`
+    /// messages of its session, which the RTI may stop keeping for a resume.
+    Ack {
+        /// Messages received in this session so far.
+        received: u64,
+    },
+    /// Session layer, the first request on a new connection: continue the session of `token`
+    /// (same certificate identity) after a lost connection. The RTI answers
+    /// [`ServerMessage::Resumed`], then sends again every message after the first `received`.
+    Resume {
+        /// The token from [`ServerMessage::Session`].
+        token: ResumeToken,
+        /// Messages of the session the federate received before the connection was lost.
+        received: u64,
+    },
 }
 
 impl Request {
@@ -384,6 +399,8 @@ impl Request {
             Self::Status => "status",
             Self::DeclareDynamics { .. } => "declare dynamics",
             Self::SetStability { .. } => "set stability",
+            Self::Ack { .. } => "acknowledge",
+            Self::Resume { .. } => "resume",
         }
     }
 }
@@ -535,6 +552,32 @@ pub enum ServerMessage {
     },
     /// Unasked information.
     Callback(Callback),
+    /// Session layer, first on every new connection to a daemon that keeps sessions: the token
+    /// that resumes this session on a new connection within `grace_ms` of losing this one.
+    /// Not counted among the session's messages.
+    Session {
+        /// Secret to present in [`Request::Resume`]; bound to the certificate identity.
+        token: ResumeToken,
+        /// How long the RTI keeps a lost session, in milliseconds.
+        grace_ms: u64,
+    },
+    /// Session layer: the answer to [`Request::Resume`]. Requests with ids above
+    /// `last_request` did not reach the RTI and must be sent again. Not counted.
+    Resumed {
+        /// The highest request id the RTI handled in this session.
+        last_request: u64,
+    },
+}
+
+/// The secret that resumes a session on a new connection.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ResumeToken(pub [u8; 16]);
+
+impl fmt::Debug for ResumeToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A secret: never in logs.
+        f.write_str("ResumeToken(..)")
+    }
 }
 
 /// A refusal by the RTI. It changed nothing.
@@ -678,6 +721,12 @@ pub enum RtiError {
     /// the message has the numbers.
     #[error("{0}")]
     Unstable(String),
+    /// A resume was refused; the message says why. The session is not continued.
+    #[error("session not resumed: {0}")]
+    ResumeRefused(String),
+    /// A session-layer request on a connection without one (in-process connections).
+    #[error("`{0}` is handled by the network transport; this connection has no session layer")]
+    NoSessionLayer(String),
     /// The federation halted after a fault; the message says why.
     #[error("the federation halted: {0}; resign, then destroy and create the federation again")]
     FederationHalted(String),

@@ -942,6 +942,8 @@ impl State {
                 self.on_callback(callback, names);
                 Ok(())
             }
+            // The link's session layer consumes these.
+            ServerMessage::Session { .. } | ServerMessage::Resumed { .. } => Ok(()),
         }
     }
 

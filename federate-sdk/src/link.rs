@@ -1,17 +1,21 @@
 //! The connection under a federate, whatever the transport.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fedtwin_core::codec::{DEFAULT_MAX_FRAME, FrameReader, encode_batch};
-use fedtwin_core::message::{ClientMessage, ServerMessage};
+use fedtwin_core::codec::{DEFAULT_MAX_FRAME, FrameReader, encode_batch, encode_frame};
+use fedtwin_core::message::{ClientMessage, Request, ResumeToken, ServerMessage};
 use fedtwin_rti::tls::{self, TlsFiles};
 use fedtwin_rti::{EmbeddedRti, EmbeddedSender};
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-use tracing::{debug, warn};
+use tokio::sync::mpsc::{
+    UnboundedReceiver, UnboundedSender, WeakUnboundedSender, unbounded_channel,
+};
+use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 
@@ -207,13 +211,15 @@ fn closed_error(closed: &Mutex<Option<String>>) -> Error {
 }
 
 /// Connects on a thread of its own, which then carries the connection's I/O: keep-alives and
-/// acknowledgements go on while the simulator computes between calls.
+/// acknowledgements go on while the simulator computes between calls. When the daemon keeps
+/// sessions, the same thread resumes a lost connection within the grace period: the federate
+/// sees nothing but a delay.
 async fn open_quic(target: QuicTarget, spin: Duration) -> Result<Link> {
     let (ready, connected) = tokio::sync::oneshot::channel();
     let (requests, outgoing) = unbounded_channel();
     let (datagrams, best_effort) = unbounded_channel();
     let (deliver, incoming) = unbounded_channel();
-    let on_stream = requests.clone();
+    let on_stream = requests.downgrade();
     let closed = Arc::new(Mutex::new(None));
     let closed_by_io = closed.clone();
     std::thread::Builder::new()
@@ -231,17 +237,23 @@ async fn open_quic(target: QuicTarget, spin: Duration) -> Result<Link> {
             };
             runtime.block_on(async move {
                 match connect(&target).await {
-                    Ok((endpoint, connection, send, recv)) => {
+                    Ok(first) => {
                         let _ = ready.send(Ok(()));
-                        let channels = Channels {
+                        let mut channels = Channels {
                             outgoing,
                             best_effort,
                             on_stream,
                             deliver,
                         };
-                        carry(connection, send, recv, channels, &closed_by_io).await;
-                        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle())
-                            .await;
+                        let why = run_session(&target, first, &mut channels).await;
+                        if let Some(why) = why {
+                            debug!(reason = %why, "connection to the RTI ended");
+                            if let Ok(mut slot) = closed_by_io.lock() {
+                                slot.get_or_insert(why);
+                            }
+                        }
+                        // Only now may the federate see the channels close: the reason is in.
+                        drop(channels);
                     }
                     Err(error) => {
                         let _ = ready.send(Err(error));
@@ -265,14 +277,15 @@ async fn open_quic(target: QuicTarget, spin: Duration) -> Result<Link> {
     })
 }
 
-async fn connect(
-    target: &QuicTarget,
-) -> Result<(
-    quinn::Endpoint,
-    quinn::Connection,
-    quinn::SendStream,
-    quinn::RecvStream,
-)> {
+/// One QUIC connection to the daemon and its protocol stream.
+struct Connected {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+async fn connect(target: &QuicTarget) -> Result<Connected> {
     let mut config = tls::client_config(&target.tls, target.allow_classical)
         .map_err(|e| Error::Connect(e.to_string()))?;
     let mut transport = quinn::TransportConfig::default();
@@ -301,92 +314,327 @@ async fn connect(
         .open_bi()
         .await
         .map_err(|e| Error::Connect(describe(&e, target)))?;
-    Ok((endpoint, connection, send, recv))
+    Ok(Connected {
+        endpoint,
+        connection,
+        send,
+        recv,
+    })
 }
 
 /// The federate's side of the I/O thread.
 struct Channels {
     outgoing: UnboundedReceiver<ClientMessage>,
     best_effort: UnboundedReceiver<ClientMessage>,
-    /// Where a best-effort message too large for a datagram goes instead.
-    on_stream: UnboundedSender<ClientMessage>,
+    /// Where a best-effort message too large for a datagram goes instead. Weak, so that the
+    /// stream ends when the federate drops its sender.
+    on_stream: WeakUnboundedSender<ClientMessage>,
     deliver: UnboundedSender<ServerMessage>,
+}
+
+/// The session as the federate sees it, kept across connections.
+#[derive(Default)]
+struct SessionState {
+    /// The token and grace period, once the daemon sent them.
+    token: Option<(ResumeToken, Duration)>,
+    /// Whether the daemon keeps sessions; unknown until its first message, which says so.
+    sessions: Option<bool>,
+    /// Messages of the session received (and delivered) so far.
+    received: u64,
+    /// The count last acknowledged.
+    acked: u64,
+    /// Requests sent and not yet answered, by id: those the daemon did not handle are sent
+    /// again after a resume.
+    unanswered: BTreeMap<u64, ClientMessage>,
+}
+
+impl SessionState {
+    fn keep(&mut self, message: &ClientMessage) {
+        if self.sessions != Some(false) && message.id != ClientMessage::BEST_EFFORT {
+            self.unanswered.insert(message.id, message.clone());
+        }
+    }
+}
+
+/// How many messages the federate receives between acknowledgements: the daemon keeps about
+/// this many for a resume while connected.
+const ACK_EVERY: u64 = 64;
+
+/// Carries connections until the federate leaves or a lost connection cannot be resumed;
+/// returns why the session ended, if not by the federate's wish.
+async fn run_session(
+    target: &QuicTarget,
+    first: Connected,
+    channels: &mut Channels,
+) -> Option<String> {
+    let state = RefCell::new(SessionState::default());
+    let mut current = first;
+    let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
+    loop {
+        let ended = carry(&mut current, &mut reader, channels, &state).await;
+        let Ended::Lost(why) = ended else {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), current.endpoint.wait_idle()).await;
+            return match ended {
+                Ended::Closed(why) => Some(why),
+                _ => None,
+            };
+        };
+        let Some((token, grace)) = state.borrow().token else {
+            return Some(why);
+        };
+        warn!(reason = %why, grace_ms = grace.as_millis() as u64, "connection to the RTI lost; resuming");
+        let deadline = Instant::now() + grace;
+        let mut pause = Duration::from_millis(50);
+        let resumed = loop {
+            let received = state.borrow().received;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(format!(
+                    "{why}; not resumed within the grace period of {} ms",
+                    grace.as_millis()
+                ));
+            }
+            match tokio::time::timeout(left, resume(target, token, received)).await {
+                Ok(Ok(resumed)) => break Ok(resumed),
+                Ok(Err(Retry::Refused(reason))) => break Err(format!("{why}; {reason}")),
+                Ok(Err(Retry::Again(reason))) => {
+                    debug!(%reason, "resume attempt failed");
+                    tokio::time::sleep(pause.min(left)).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(_) => {}
+            }
+        };
+        let (mut next, next_reader, last_request) = match resumed {
+            Ok(resumed) => resumed,
+            Err(why) => return Some(why),
+        };
+        // Requests the daemon never saw go again, before anything newer and in id order: the
+        // daemon drops ids it has handled, so a newer one first would hide them.
+        let mut buffer = Vec::new();
+        for message in state
+            .borrow()
+            .unanswered
+            .range(last_request + 1..)
+            .map(|(_, m)| m)
+        {
+            if let Err(error) = encode_frame(message, &mut buffer, DEFAULT_MAX_FRAME) {
+                warn!(%error, "request not sent again");
+            }
+        }
+        if let Err(error) = next.send.write_all(&buffer).await {
+            return Some(format!("{why}; the resumed connection failed: {error}"));
+        }
+        info!(
+            resent = state.borrow().unanswered.range(last_request + 1..).count(),
+            "session resumed"
+        );
+        std::mem::swap(&mut current, &mut next);
+        drop(next);
+        reader = next_reader;
+    }
+}
+
+/// Why a resume attempt failed.
+enum Retry {
+    /// The daemon could not be reached: try again within the grace period.
+    Again(String),
+    /// The daemon refused: the session is over.
+    Refused(String),
+}
+
+/// Opens a new connection and asks the daemon to continue the session of `token`. Returns the
+/// connection, its reader (which may already hold messages sent again) and the last request
+/// the daemon handled.
+async fn resume(
+    target: &QuicTarget,
+    token: ResumeToken,
+    received: u64,
+) -> std::result::Result<(Connected, FrameReader, u64), Retry> {
+    let mut connected = connect(target)
+        .await
+        .map_err(|e| Retry::Again(e.to_string()))?;
+    let mut frame = Vec::new();
+    encode_frame(
+        &ClientMessage {
+            id: ClientMessage::BEST_EFFORT,
+            request: Request::Resume { token, received },
+        },
+        &mut frame,
+        DEFAULT_MAX_FRAME,
+    )
+    .map_err(|e| Retry::Refused(e.to_string()))?;
+    connected
+        .send
+        .write_all(&frame)
+        .await
+        .map_err(|e| Retry::Again(e.to_string()))?;
+    let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        loop {
+            match reader.next_message::<ServerMessage>() {
+                // The new connection's own session, which the resume replaces.
+                Ok(Some(ServerMessage::Session { .. })) => {}
+                Ok(Some(ServerMessage::Resumed { last_request })) => {
+                    return Ok((connected, reader, last_request));
+                }
+                Ok(Some(ServerMessage::Response {
+                    result: Err(error), ..
+                })) => return Err(Retry::Refused(error.to_string())),
+                Ok(Some(other)) => {
+                    return Err(Retry::Refused(format!(
+                        "unexpected answer to a resume: {other:?}"
+                    )));
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    return Err(Retry::Refused(format!(
+                        "malformed frame from the RTI: {error}"
+                    )));
+                }
+            }
+        }
+        match connected.recv.read(&mut buffer).await {
+            Ok(Some(n)) => reader.extend(&buffer[..n]),
+            Ok(None) => return Err(Retry::Again("the RTI ended the stream".into())),
+            Err(error) => return Err(Retry::Again(error.to_string())),
+        }
+    }
+}
+
+/// How one connection ended.
+enum Ended {
+    /// The federate left (or dropped its handle): nothing to report.
+    Left,
+    /// The daemon or the protocol ended it; the session is over.
+    Closed(String),
+    /// Timed out or reset: possibly a partition, so the session may resume.
+    Lost(String),
 }
 
 /// Moves frames between the federate's channels and the QUIC stream (and best-effort
 /// messages to datagrams) until either side ends.
 async fn carry(
-    connection: quinn::Connection,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    channels: Channels,
-    closed: &Mutex<Option<String>>,
-) {
+    current: &mut Connected,
+    reader: &mut FrameReader,
+    channels: &mut Channels,
+    state: &RefCell<SessionState>,
+) -> Ended {
     let Channels {
-        mut outgoing,
-        mut best_effort,
+        outgoing,
+        best_effort,
         on_stream,
         deliver,
     } = channels;
-    let datagram_connection = connection.clone();
+    let Connected {
+        connection,
+        send,
+        recv,
+        ..
+    } = current;
+    let connection = &*connection;
+    let ack_due = tokio::sync::Notify::new();
     let datagrams = async {
         while let Some(message) = best_effort.recv().await {
             let Ok(bytes) = postcard::to_stdvec(&message) else {
                 continue;
             };
-            let fits = datagram_connection
+            let fits = connection
                 .max_datagram_size()
                 .is_some_and(|max| bytes.len() <= max);
             if !fits {
                 // Too large for one datagram (or datagrams are off): the stream carries it.
-                let _ = on_stream.send(message);
+                if let Some(stream) = on_stream.upgrade() {
+                    let _ = stream.send(message);
+                }
                 continue;
             }
-            if let Err(error) = datagram_connection.send_datagram(bytes.into()) {
+            if let Err(error) = connection.send_datagram(bytes.into()) {
                 debug!(%error, "best-effort message dropped");
             }
         }
-        std::future::pending::<Option<String>>().await
+        std::future::pending::<Ended>().await
     };
     let reading = async {
-        let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
-            match recv.read(&mut buffer).await {
-                Ok(Some(n)) => {
-                    reader.extend(&buffer[..n]);
-                    loop {
-                        match reader.next_message::<ServerMessage>() {
-                            Ok(Some(message)) => {
-                                if deliver.send(message).is_err() {
-                                    return None;
-                                }
+            loop {
+                match reader.next_message::<ServerMessage>() {
+                    Ok(Some(message)) => {
+                        let mut state = state.borrow_mut();
+                        match message {
+                            ServerMessage::Session { token, grace_ms } => {
+                                state.sessions = Some(true);
+                                state.token = Some((token, Duration::from_millis(grace_ms)));
+                                continue;
                             }
-                            Ok(None) => break,
-                            Err(error) => {
-                                return Some(format!("malformed frame from the RTI: {error}"));
+                            ServerMessage::Resumed { .. } => continue,
+                            ServerMessage::Response { id, .. } => {
+                                state.unanswered.remove(&id);
                             }
+                            ServerMessage::Callback(_) => {}
+                        }
+                        if state.sessions.is_none() {
+                            // The daemon's first message was not a session token: it keeps no
+                            // sessions, so nothing needs keeping here either.
+                            state.sessions = Some(false);
+                            state.unanswered.clear();
+                        }
+                        state.received += 1;
+                        if state.token.is_some() && state.received - state.acked >= ACK_EVERY {
+                            ack_due.notify_one();
+                        }
+                        if deliver.send(message).is_err() {
+                            return Ended::Left;
                         }
                     }
+                    Ok(None) => break,
+                    Err(error) => {
+                        return Ended::Closed(format!("malformed frame from the RTI: {error}"));
+                    }
                 }
-                Ok(None) => return Some("the RTI ended the stream".to_owned()),
-                Err(quinn::ReadError::ConnectionLost(error)) => return Some(reason(&error)),
-                Err(error) => return Some(format!("stream error: {error}")),
+            }
+            match recv.read(&mut buffer).await {
+                Ok(Some(n)) => reader.extend(&buffer[..n]),
+                Ok(None) => return Ended::Closed("the RTI ended the stream".to_owned()),
+                Err(quinn::ReadError::ConnectionLost(error)) => return ended(&error),
+                Err(error) => return Ended::Closed(format!("stream error: {error}")),
             }
         }
     };
     let writing = async {
         let mut buffer = Vec::with_capacity(64 * 1024);
-        while let Some(message) = outgoing.recv().await {
-            let more = || outgoing.try_recv().ok();
-            for error in encode_batch(message, more, &mut buffer, DEFAULT_MAX_FRAME) {
+        loop {
+            let first = tokio::select! {
+                message = outgoing.recv() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+                () = ack_due.notified() => {
+                    let mut state = state.borrow_mut();
+                    state.acked = state.received;
+                    ClientMessage {
+                        id: ClientMessage::BEST_EFFORT,
+                        request: Request::Ack { received: state.received },
+                    }
+                }
+            };
+            state.borrow_mut().keep(&first);
+            let more = || {
+                let message = outgoing.try_recv().ok()?;
+                state.borrow_mut().keep(&message);
+                Some(message)
+            };
+            for error in encode_batch(first, more, &mut buffer, DEFAULT_MAX_FRAME) {
                 warn!(%error, "request not sent");
             }
             if let Err(error) = send.write_all(&buffer).await {
-                return Some(match error {
-                    quinn::WriteError::ConnectionLost(error) => reason(&error),
-                    other => format!("stream error: {other}"),
-                });
+                return match error {
+                    quinn::WriteError::ConnectionLost(error) => ended(&error),
+                    other => Ended::Closed(format!("stream error: {other}")),
+                };
             }
         }
         // The federate is gone: end politely.
@@ -395,18 +643,22 @@ async fn carry(
             quinn::VarInt::from_u32(0),
             b"federate closed the connection",
         );
-        None
+        Ended::Left
     };
-    let ended = tokio::select! {
+    tokio::select! {
         why = reading => why,
         why = writing => why,
         why = datagrams => why,
-    };
-    if let Some(why) = ended {
-        debug!(reason = %why, "connection to the RTI ended");
-        if let Ok(mut slot) = closed.lock() {
-            slot.get_or_insert(why);
+    }
+}
+
+/// A lost connection may be a partition worth resuming; a closed one is final.
+fn ended(error: &quinn::ConnectionError) -> Ended {
+    match error {
+        quinn::ConnectionError::TimedOut | quinn::ConnectionError::Reset => {
+            Ended::Lost(reason(error))
         }
+        other => Ended::Closed(reason(other)),
     }
 }
 

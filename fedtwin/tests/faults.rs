@@ -86,7 +86,8 @@ fn kill_ping_under(policy: &str, name: &str) -> Outcome {
     let (certs, config) = federation_setup(&scratch);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
-        "\n[limits]\nidle_timeout = \"1s\"\n[faults]\non_federate_lost = \"{policy}\"\n"
+        "\n[limits]\nidle_timeout = \"1s\"\n[faults]\non_federate_lost = \"{policy}\"\n\
+         resume_grace = \"2s\"\n"
     ));
     std::fs::write(&config, text).unwrap();
     let daemon = Daemon::start(&config);

@@ -84,6 +84,10 @@ pub enum AuditKind {
     FederationSynchronized,
     /// A connection was refused before any protocol message (certificate or handshake).
     ConnectionRefused,
+    /// A federate's connection was lost; its session is kept for the grace period.
+    Suspended,
+    /// A federate resumed its session on a new connection.
+    Resumed,
 }
 
 /// One event to record (the writer adds the sequence number, time and hashes).

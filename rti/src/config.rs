@@ -18,6 +18,8 @@
 //! [faults]
 //! on_federate_lost = "resign"   # or "halt"
 //! stall_after = "30s"           # log who waits for whom after this long without a grant
+//! resume_grace = "10s"          # a lost connection may resume its session this long; "0s": off
+//! resume_buffer = 100000        # messages kept for a suspended session before it is lost
 //!
 //! [faults.federations]          # per-federation overrides of on_federate_lost
 //! grid = "halt"
@@ -77,6 +79,13 @@ pub struct FaultsSection {
     /// Per-federation overrides of `on_federate_lost`.
     #[serde(default)]
     pub federations: BTreeMap<String, LossPolicy>,
+    /// How long a federate whose connection was lost may resume its session, e.g. `"10s"`;
+    /// `"0s"` turns sessions off (a lost connection is a lost federate at once).
+    #[serde(default = "default_resume_grace")]
+    pub resume_grace: String,
+    /// Messages kept for a suspended session; one more and the federate is lost.
+    #[serde(default = "default_resume_buffer")]
+    pub resume_buffer: usize,
 }
 
 impl Default for FaultsSection {
@@ -85,6 +94,8 @@ impl Default for FaultsSection {
             on_federate_lost: LossPolicy::default(),
             stall_after: default_stall_after(),
             federations: BTreeMap::new(),
+            resume_grace: default_resume_grace(),
+            resume_buffer: default_resume_buffer(),
         }
     }
 }
@@ -155,6 +166,14 @@ fn default_max_frame() -> usize {
     fedtwin_core::codec::DEFAULT_MAX_FRAME
 }
 
+fn default_resume_grace() -> String {
+    format!("{}s", DaemonConfig::DEFAULT_RESUME_GRACE.as_secs())
+}
+
+fn default_resume_buffer() -> usize {
+    DaemonConfig::DEFAULT_RESUME_BUFFER
+}
+
 fn default_idle() -> String {
     "10s".to_owned()
 }
@@ -211,11 +230,24 @@ impl RtiConfig {
         };
         config.idle_timeout().map_err(invalid)?;
         config.fault_settings().map_err(invalid)?;
+        config.resume_grace().map_err(invalid)?;
+        if config.faults.resume_buffer == 0 {
+            return Err(invalid("faults.resume_buffer must be positive".into()));
+        }
         Ok(config)
     }
 
     fn idle_timeout(&self) -> Result<Duration, String> {
         positive_duration("limits.idle_timeout", &self.limits.idle_timeout)
+    }
+
+    fn resume_grace(&self) -> Result<Duration, String> {
+        let span: SimDuration = self
+            .faults
+            .resume_grace
+            .parse()
+            .map_err(|e| format!("faults.resume_grace: {e}"))?;
+        Ok(Duration::from_nanos(span.ticks()))
     }
 
     /// The engine's fault settings from `[faults]`.
@@ -252,6 +284,8 @@ impl RtiConfig {
             max_frame: self.limits.max_frame,
             idle_timeout: self.idle_timeout()?,
             faults: self.fault_settings()?,
+            resume_grace: self.resume_grace()?,
+            resume_buffer: self.faults.resume_buffer,
         })
     }
 }

@@ -10,16 +10,34 @@
 //! federation's CA); its certificate's name is its identity and every call is checked against
 //! the [`Policy`]. Malformed frames close the offending connection with a reason and affect
 //! no one else.
+//!
+//! # Sessions
+//!
+//! With a resume grace period, each connection starts a *session* that can outlive it. The
+//! daemon numbers the messages it sends in a session (implicitly: the n-th message is number
+//! n) and keeps those the federate has not acknowledged ([`Request::Ack`], sent every few
+//! dozen messages). A connection that times out or is reset suspends its session instead of
+//! losing the federate: the engine still holds the federate's bound in every GALT (time
+//! management stays consistent during a partition, others wait), and messages for it queue.
+//! A new connection from the same certificate identity that presents the session's token
+//! ([`Request::Resume`]) within the grace period takes the session over: the daemon sends
+//! again everything after what the federate says it received, in order, and tells it the last
+//! request it handled so that the federate resends the rest; requests with ids already handled
+//! are dropped, so nothing is applied twice. Past the grace period, or when more messages
+//! queue than the resume buffer holds, the federation's loss policy applies. A connection
+//! closed on purpose (the federate's application close, a finished stream, a malformed frame)
+//! ends its session at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fedtwin_core::RtiError;
 use fedtwin_core::codec::{CodecError, FrameReader, decode_body, encode_batch};
-use fedtwin_core::message::{ClientMessage, ServerMessage};
+use fedtwin_core::message::{ClientMessage, Request, ResumeToken, ServerMessage};
 use quinn::VarInt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
@@ -59,6 +77,19 @@ pub struct DaemonConfig {
     pub idle_timeout: Duration,
     /// What happens when a federate is lost, and when a stalled federation is reported.
     pub faults: FaultSettings,
+    /// How long a session whose connection was lost waits for the federate to resume it
+    /// before the loss policy applies; zero turns sessions off.
+    pub resume_grace: Duration,
+    /// How many unacknowledged messages a session keeps; a suspended session that needs more
+    /// is lost.
+    pub resume_buffer: usize,
+}
+
+impl DaemonConfig {
+    /// The default resume grace period.
+    pub const DEFAULT_RESUME_GRACE: Duration = Duration::from_secs(10);
+    /// The default resume buffer, in messages.
+    pub const DEFAULT_RESUME_BUFFER: usize = 100_000;
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -91,7 +122,11 @@ enum Input {
         writer: UnboundedSender<ServerMessage>,
     },
     Message(ConnectionId, ClientMessage),
-    Close(ConnectionId),
+    /// A connection ended; `lost` when by timeout or reset rather than on purpose.
+    Close {
+        connection: ConnectionId,
+        lost: bool,
+    },
     Audit(AuditEvent),
     Shutdown(oneshot::Sender<()>),
 }
@@ -146,7 +181,8 @@ pub async fn serve(
     };
     engine.set_fault_settings(config.faults.clone());
     let (to_engine, inputs) = unbounded_channel();
-    let engine_task = tokio::spawn(run_engine(engine, inputs, audit));
+    let sessions = Sessions::new(config.resume_grace, config.resume_buffer);
+    let engine_task = tokio::spawn(run_engine(engine, sessions, inputs, audit));
     ready(address);
 
     let mut next_connection = 1u64;
@@ -182,17 +218,18 @@ pub async fn serve(
     Ok(())
 }
 
-/// How often the engine's timers are checked: stalls are reported within this of coming due.
-const TIMER_TICK: Duration = Duration::from_secs(1);
+/// How often the engine's timers and the sessions' grace periods are checked: stalls are
+/// reported, and suspended sessions lost, within this of coming due.
+const TIMER_TICK: Duration = Duration::from_millis(250);
 
-/// Owns the engine: feeds it inputs and timer ticks, hands its transmits to the writers,
+/// Owns the engine: feeds it inputs and timer ticks, hands its transmits to the sessions,
 /// records its audit events and logs its stall reports.
 async fn run_engine(
     mut engine: Engine,
+    mut sessions: Sessions,
     mut inputs: UnboundedReceiver<Input>,
     mut audit: Option<AuditLog>,
 ) {
-    let mut writers: HashMap<ConnectionId, UnboundedSender<ServerMessage>> = HashMap::new();
     let mut timer = tokio::time::interval(TIMER_TICK);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -202,10 +239,14 @@ async fn run_engine(
                 None => break,
             },
             _ = timer.tick() => {
-                engine.handle_timeout(Instant::now());
+                let now = Instant::now();
+                engine.handle_timeout(now);
                 while let Some(report) = engine.poll_stall_report() {
                     warn!(federation = %report.federation, "no grant for a while; who waits for whom:\n{report}");
                 }
+                sessions.expire(now, &mut engine);
+                sessions.route(now, &mut engine);
+                drain_audit(&mut engine, &mut sessions, &mut audit);
                 continue;
             }
         };
@@ -216,19 +257,21 @@ async fn run_engine(
                 peer,
                 writer,
             } => {
+                let identity = peer
+                    .identity
+                    .as_ref()
+                    .map(|i| i.name.clone())
+                    .unwrap_or_default();
                 if engine.connect_peer(connection, peer).is_ok() {
-                    writers.insert(connection, writer);
+                    sessions.open(connection, identity, writer);
                 }
             }
-            Input::Message(connection, message) => engine.handle(now, connection, message),
-            Input::Close(connection) => {
-                engine.disconnect(now, connection);
-                writers.remove(&connection);
-            }
+            Input::Message(link, message) => sessions.handle(now, link, message, &mut engine),
+            Input::Close { connection, lost } => sessions.close(now, connection, lost, &mut engine),
             Input::Audit(event) => record(&mut audit, event),
             Input::Shutdown(done) => {
                 // Writers close their streams when dropped; the endpoint close tells the peers.
-                writers.clear();
+                sessions.clear();
                 record(
                     &mut audit,
                     daemon_event(AuditKind::DaemonStop, "shutdown".into()),
@@ -237,15 +280,366 @@ async fn run_engine(
                 break;
             }
         }
-        while let Some(transmit) = engine.poll_transmit() {
-            if let Some(writer) = writers.get(&transmit.connection) {
-                let _ = writer.send(transmit.message);
-            }
-        }
-        while let Some(event) = engine.poll_audit() {
-            record(&mut audit, event);
+        sessions.route(now, &mut engine);
+        drain_audit(&mut engine, &mut sessions, &mut audit);
+    }
+}
+
+fn drain_audit(engine: &mut Engine, sessions: &mut Sessions, audit: &mut Option<AuditLog>) {
+    while let Some(event) = sessions.audit.pop_front() {
+        record(audit, event);
+    }
+    while let Some(event) = engine.poll_audit() {
+        record(audit, event);
+    }
+}
+
+/// A federate's session: what outlives its connection for the grace period.
+struct Session {
+    /// Certificate name; only the same identity may resume the session.
+    identity: String,
+    token: Option<ResumeToken>,
+    /// The connection carrying the session now and its writer; `None` while suspended.
+    link: Option<(ConnectionId, UnboundedSender<ServerMessage>)>,
+    /// Messages sent in the session: the last one's number.
+    sent: u64,
+    /// The messages not acknowledged yet, numbered `sent - unacked.len() + 1 ..= sent`.
+    unacked: VecDeque<ServerMessage>,
+    /// Whether `unacked` is complete; a federate that never acknowledges stops being kept.
+    keeping: bool,
+    /// The highest request id handed to the engine: later duplicates are dropped.
+    last_request: u64,
+    /// When the connection was lost, while suspended.
+    suspended_at: Option<Instant>,
+}
+
+/// The daemon's sessions, keyed by the engine's connection id (the id of the session's first
+/// connection), and the routes from each live connection to its session.
+struct Sessions {
+    grace: Duration,
+    buffer: usize,
+    sessions: HashMap<ConnectionId, Session>,
+    links: HashMap<ConnectionId, ConnectionId>,
+    tokens: HashMap<ResumeToken, ConnectionId>,
+    audit: VecDeque<AuditEvent>,
+}
+
+impl Sessions {
+    fn new(grace: Duration, buffer: usize) -> Self {
+        Self {
+            grace,
+            buffer,
+            sessions: HashMap::new(),
+            links: HashMap::new(),
+            tokens: HashMap::new(),
+            audit: VecDeque::new(),
         }
     }
+
+    fn enabled(&self) -> bool {
+        !self.grace.is_zero()
+    }
+
+    fn open(&mut self, id: ConnectionId, identity: String, writer: UnboundedSender<ServerMessage>) {
+        let token = if self.enabled() {
+            match new_token() {
+                Some(token) => {
+                    let grace_ms = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
+                    let _ = writer.send(ServerMessage::Session { token, grace_ms });
+                    self.tokens.insert(token, id);
+                    Some(token)
+                }
+                None => {
+                    warn!("no randomness for a resume token; this session cannot be resumed");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.links.insert(id, id);
+        self.sessions.insert(
+            id,
+            Session {
+                identity,
+                token,
+                link: Some((id, writer)),
+                sent: 0,
+                unacked: VecDeque::new(),
+                keeping: token.is_some(),
+                last_request: 0,
+                suspended_at: None,
+            },
+        );
+    }
+
+    fn handle(
+        &mut self,
+        now: Instant,
+        link: ConnectionId,
+        message: ClientMessage,
+        engine: &mut Engine,
+    ) {
+        let Some(&id) = self.links.get(&link) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        match message.request {
+            Request::Ack { received } => {
+                let base = session.sent - session.unacked.len() as u64;
+                let done = received
+                    .saturating_sub(base)
+                    .min(session.unacked.len() as u64);
+                session.unacked.drain(..done as usize);
+            }
+            Request::Resume { token, received } => {
+                if let Err(reason) = self.resume(now, link, token, received) {
+                    warn!(%reason, "resume refused");
+                    if let Some(session) = self.sessions.get(&link)
+                        && let Some((_, writer)) = &session.link
+                    {
+                        let _ = writer.send(ServerMessage::Response {
+                            id: message.id,
+                            result: Err(RtiError::ResumeRefused(reason)),
+                        });
+                    }
+                }
+            }
+            _ => {
+                if message.id != ClientMessage::BEST_EFFORT {
+                    if message.id <= session.last_request {
+                        debug!(id = message.id, "request already handled; dropped");
+                        return;
+                    }
+                    session.last_request = message.id;
+                }
+                engine.handle(now, id, message);
+            }
+        }
+    }
+
+    /// Moves the session of `token` onto `link`, a fresh connection.
+    fn resume(
+        &mut self,
+        now: Instant,
+        link: ConnectionId,
+        token: ResumeToken,
+        received: u64,
+    ) -> Result<(), String> {
+        let fresh = self
+            .sessions
+            .get(&link)
+            .filter(|s| self.links.get(&link) == Some(&link) && s.sent == 0 && s.last_request == 0)
+            .ok_or("resume must be the first request on a new connection")?;
+        let identity = fresh.identity.clone();
+        let &target = self
+            .tokens
+            .get(&token)
+            .ok_or("unknown session: it ended, or its grace period passed")?;
+        let session = self
+            .sessions
+            .get(&target)
+            .ok_or("unknown session: it ended, or its grace period passed")?;
+        if session.identity != identity {
+            self.audit.push_back(daemon_event(
+                AuditKind::Denied,
+                format!(
+                    "`{identity}` presented the resume token of `{}`",
+                    session.identity
+                ),
+            ));
+            return Err(format!(
+                "the session belongs to `{}`, not `{identity}`",
+                session.identity
+            ));
+        }
+        let base = session.sent - session.unacked.len() as u64;
+        if !session.keeping || received < base || received > session.sent {
+            return Err(format!(
+                "messages after number {received} are no longer kept (kept: {}..={})",
+                base + 1,
+                session.sent
+            ));
+        }
+        // The fresh connection's own session ends: it never did anything.
+        let Some(fresh) = self.sessions.remove(&link) else {
+            return Err("connection closed".into());
+        };
+        if let Some(token) = fresh.token {
+            self.tokens.remove(&token);
+        }
+        let Some((_, writer)) = fresh.link else {
+            return Err("connection closed".into());
+        };
+        let Some(session) = self.sessions.get_mut(&target) else {
+            return Err("unknown session".into());
+        };
+        if let Some((old, _)) = session.link.take() {
+            // The federate saw its connection fail before we did: the new one takes over and
+            // the old one's end is ignored.
+            self.links.remove(&old);
+        }
+        self.links.insert(link, target);
+        let _ = writer.send(ServerMessage::Resumed {
+            last_request: session.last_request,
+        });
+        let skip = (received - base) as usize;
+        for message in session.unacked.iter().skip(skip) {
+            let _ = writer.send(message.clone());
+        }
+        let away = session
+            .suspended_at
+            .take()
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        info!(
+            identity = %session.identity,
+            resent = session.unacked.len() - skip,
+            away_ms = away.as_millis() as u64,
+            "session resumed"
+        );
+        self.audit.push_back(AuditEvent {
+            kind: AuditKind::Resumed,
+            identity: Some(session.identity.clone()),
+            federation: None,
+            federate: None,
+            detail: format!(
+                "after {} ms; {} messages sent again",
+                away.as_millis(),
+                session.unacked.len() - skip
+            ),
+        });
+        session.link = Some((link, writer));
+        Ok(())
+    }
+
+    fn close(&mut self, now: Instant, link: ConnectionId, lost: bool, engine: &mut Engine) {
+        let Some(id) = self.links.remove(&link) else {
+            return; // a connection whose session moved on
+        };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if lost && session.keeping && session.token.is_some() {
+            session.link = None;
+            session.suspended_at = Some(now);
+            warn!(
+                identity = %session.identity,
+                grace_ms = self.grace.as_millis() as u64,
+                "connection lost; keeping the session for a resume"
+            );
+            self.audit.push_back(AuditEvent {
+                kind: AuditKind::Suspended,
+                identity: Some(session.identity.clone()),
+                federation: None,
+                federate: None,
+                detail: format!("connection lost; grace {} ms", self.grace.as_millis()),
+            });
+            return;
+        }
+        self.end(id);
+        engine.disconnect(now, id);
+    }
+
+    fn end(&mut self, id: ConnectionId) {
+        if let Some(session) = self.sessions.remove(&id) {
+            if let Some(token) = session.token {
+                self.tokens.remove(&token);
+            }
+            if let Some((link, _)) = session.link {
+                self.links.remove(&link);
+            }
+        }
+    }
+
+    /// Loses the suspended sessions whose grace period has passed.
+    fn expire(&mut self, now: Instant, engine: &mut Engine) {
+        let grace = self.grace;
+        let expired: Vec<ConnectionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.suspended_at
+                    .is_some_and(|at| now.saturating_duration_since(at) >= grace)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.end(id);
+            engine.lose(
+                now,
+                id,
+                &format!(
+                    "its connection was lost and it did not resume within {} ms",
+                    grace.as_millis()
+                ),
+            );
+        }
+    }
+
+    /// Hands the engine's transmits to the sessions: numbered, kept until acknowledged, and
+    /// written if the session has a connection. A suspended session that would keep more than
+    /// the buffer holds is lost, and what its loss causes is routed in turn.
+    fn route(&mut self, now: Instant, engine: &mut Engine) {
+        loop {
+            let mut overflowed = Vec::new();
+            while let Some(transmit) = engine.poll_transmit() {
+                let Some(session) = self.sessions.get_mut(&transmit.connection) else {
+                    continue;
+                };
+                if session.keeping && session.unacked.len() >= self.buffer {
+                    if session.link.is_none() {
+                        overflowed.push(transmit.connection);
+                        continue;
+                    }
+                    warn!(
+                        identity = %session.identity,
+                        "the federate acknowledges nothing; its session can no longer be resumed"
+                    );
+                    session.keeping = false;
+                    session.unacked = VecDeque::new();
+                }
+                session.sent += 1;
+                if session.keeping {
+                    session.unacked.push_back(transmit.message.clone());
+                }
+                if let Some((_, writer)) = &session.link {
+                    let _ = writer.send(transmit.message);
+                }
+            }
+            if overflowed.is_empty() {
+                return;
+            }
+            overflowed.dedup();
+            for id in overflowed {
+                if self.sessions.contains_key(&id) {
+                    self.end(id);
+                    engine.lose(
+                        now,
+                        id,
+                        &format!(
+                            "its connection was lost and more than {} messages queued for it",
+                            self.buffer
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.sessions.clear();
+        self.links.clear();
+        self.tokens.clear();
+    }
+}
+
+/// 128 random bits from the operating system's generator.
+fn new_token() -> Option<ResumeToken> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).ok()?;
+    Some(ResumeToken(bytes))
 }
 
 async fn serve_connection(
@@ -311,6 +705,7 @@ async fn serve_connection(
 
     let mut reader = FrameReader::new(max_frame);
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut lost = false;
     let outcome = loop {
         match recv.read(&mut buffer).await {
             Ok(Some(n)) => {
@@ -322,7 +717,15 @@ async fn serve_connection(
             }
             Ok(None) => break reader.finish(),
             Err(error) => {
-                debug!(%error, "stream ended");
+                // A timeout or reset may be a partition: the session waits for a resume. An
+                // application close is the federate leaving.
+                lost = matches!(
+                    error,
+                    quinn::ReadError::ConnectionLost(
+                        quinn::ConnectionError::TimedOut | quinn::ConnectionError::Reset
+                    )
+                );
+                debug!(%error, lost, "stream ended");
                 break Ok(());
             }
         }
@@ -334,7 +737,10 @@ async fn serve_connection(
             error.to_string().as_bytes(),
         );
     }
-    let _ = to_engine.send(Input::Close(id));
+    let _ = to_engine.send(Input::Close {
+        connection: id,
+        lost,
+    });
 }
 
 /// Best-effort messages arrive as datagrams, one message each. They carry no response, so a

@@ -1472,6 +1472,9 @@ impl Daemon {
             max_frame: DEFAULT_MAX_FRAME,
             idle_timeout: IDLE_TIMEOUT,
             faults: fedtwin_rti::FaultSettings::default(),
+            // Sessions on, as a daemon runs by default: their bookkeeping is part of the cost.
+            resume_grace: DaemonConfig::DEFAULT_RESUME_GRACE,
+            resume_buffer: DaemonConfig::DEFAULT_RESUME_BUFFER,
         };
         let (ready, address) = mpsc::channel();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();

@@ -233,6 +233,13 @@ impl Engine {
     /// `halt` every other federate receives [`Callback::FederationHalted`] and the federation
     /// refuses every later request but resigning.
     pub fn disconnect(&mut self, now: Instant, connection: ConnectionId) {
+        self.lose(now, connection, "its connection closed without resigning");
+    }
+
+    /// Like [`Engine::disconnect`], with the reason the driver gave up on the connection (for
+    /// example, a partition that outlasted the grace period), quoted in the loss callbacks,
+    /// the log and the audit record.
+    pub fn lose(&mut self, now: Instant, connection: ConnectionId, why: &str) {
         let Some(session) = self.sessions.remove(&connection) else {
             return;
         };
@@ -240,8 +247,7 @@ impl Engine {
             && let Some(federation) = self.federations.get_mut(&key)
         {
             let name = federation.federate_name(id);
-            let reason =
-                format!("federate `{name}` was lost: its connection closed without resigning");
+            let reason = format!("federate `{name}` was lost: {why}");
             let policy = if federation.halted().is_some() {
                 // Nothing runs any more; the lost federate only leaves.
                 LossPolicy::Resign
@@ -252,7 +258,7 @@ impl Engine {
                 AuditKind::Lost,
                 federation.name(),
                 Some(&name),
-                format!("connection closed without resigning; policy {policy}"),
+                format!("{why}; policy {policy}"),
             );
             match policy {
                 LossPolicy::Resign => {
@@ -260,7 +266,8 @@ impl Engine {
                         ?connection,
                         federation = federation.name(),
                         federate = %name,
-                        "connection closed without resigning; resigning its federate"
+                        why,
+                        "federate lost; resigning it"
                     );
                     if federation.halted().is_none() {
                         let lost = Callback::FederateLost {
@@ -275,7 +282,8 @@ impl Engine {
                         ?connection,
                         federation = federation.name(),
                         federate = %name,
-                        "connection closed without resigning; halting the federation"
+                        why,
+                        "federate lost; halting the federation"
                     );
                     let halted = Callback::FederationHalted {
                         reason: reason.clone(),
@@ -352,6 +360,9 @@ impl Engine {
             return;
         }
         let result = match (request, joined) {
+            (Request::Ack { .. } | Request::Resume { .. }, _) => {
+                Err(RtiError::NoSessionLayer(name.to_owned()))
+            }
             (
                 Request::CreateFederation {
                     federation,

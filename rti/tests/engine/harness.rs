@@ -52,7 +52,7 @@ impl Harness {
             .expect("every request is answered at once");
         match inbox.remove(position) {
             ServerMessage::Response { result, .. } => result,
-            ServerMessage::Callback(_) => unreachable!(),
+            other => unreachable!("not a response: {other:?}"),
         }
     }
 
@@ -77,7 +77,7 @@ impl Harness {
             .into_iter()
             .filter_map(|m| match m {
                 ServerMessage::Callback(c) => Some(c),
-                ServerMessage::Response { .. } => None,
+                _ => None,
             })
             .collect()
     }

@@ -412,6 +412,7 @@ impl Driver {
                         );
                     }
                 }
+                other => panic!("the engine sent a session message: {other:?}"),
             }
         }
         while self.engine.poll_audit().is_some() {}
