@@ -823,3 +823,284 @@ fn daemon_event(kind: AuditKind, detail: String) -> AuditEvent {
         detail,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fedtwin_core::ObjectModel;
+    use fedtwin_core::message::{Callback, Response};
+
+    use super::*;
+    use crate::tls::{Identity, Role};
+
+    /// Sessions and an engine driven by hand: each connection's writer is a channel whose
+    /// receiver the test reads.
+    struct Fixture {
+        engine: Engine,
+        sessions: Sessions,
+        now: Instant,
+        next_id: u64,
+    }
+
+    impl Fixture {
+        fn new(grace: Duration, buffer: usize) -> Self {
+            Self {
+                engine: Engine::new(),
+                sessions: Sessions::new(grace, buffer),
+                now: Instant::now(),
+                next_id: 0,
+            }
+        }
+
+        fn open(&mut self, link: u64, identity: &str) -> UnboundedReceiver<ServerMessage> {
+            let (writer, received) = unbounded_channel();
+            let peer = Peer {
+                identity: Some(Identity {
+                    name: identity.into(),
+                    role: Role::Federate,
+                }),
+                key_exchange: None,
+            };
+            self.engine
+                .connect_peer(ConnectionId(link), peer)
+                .expect("fresh connection id");
+            self.sessions
+                .open(ConnectionId(link), identity.into(), writer);
+            received
+        }
+
+        fn send(&mut self, link: u64, id: u64, request: Request) {
+            self.sessions.handle(
+                self.now,
+                ConnectionId(link),
+                ClientMessage { id, request },
+                &mut self.engine,
+            );
+            self.sessions.route(self.now, &mut self.engine);
+        }
+
+        fn request(&mut self, link: u64, request: Request) {
+            self.next_id += 1;
+            self.send(link, self.next_id, request);
+        }
+
+        fn close(&mut self, link: u64, lost: bool) {
+            self.sessions
+                .close(self.now, ConnectionId(link), lost, &mut self.engine);
+            self.sessions.route(self.now, &mut self.engine);
+        }
+
+        /// Two federates of `f`, `ping` on connection 1 and `pong` on 2, both regulating.
+        fn joined_pair(&mut self) -> [UnboundedReceiver<ServerMessage>; 2] {
+            let ping = self.open(1, "ping");
+            let pong = self.open(2, "pong");
+            self.request(
+                1,
+                Request::CreateFederation {
+                    federation: "f".into(),
+                    model: ObjectModel::new().with_interaction_class("Ping", ["n"]),
+                    if_missing: true,
+                },
+            );
+            for (link, name) in [(1, "ping"), (2, "pong")] {
+                self.request(
+                    link,
+                    Request::Join {
+                        federation: "f".into(),
+                        federate: name.into(),
+                    },
+                );
+                self.request(
+                    link,
+                    Request::EnableTimeRegulation {
+                        lookahead: fedtwin_core::SimDuration::from_ticks(1),
+                    },
+                );
+            }
+            [ping, pong]
+        }
+    }
+
+    fn drain(received: &mut UnboundedReceiver<ServerMessage>) -> Vec<ServerMessage> {
+        std::iter::from_fn(|| received.try_recv().ok()).collect()
+    }
+
+    fn token(messages: &[ServerMessage]) -> ResumeToken {
+        match messages.first() {
+            Some(ServerMessage::Session { token, .. }) => *token,
+            other => panic!("a session starts with its token, not {other:?}"),
+        }
+    }
+
+    fn counted(messages: &[ServerMessage]) -> u64 {
+        messages
+            .iter()
+            .filter(|m| !matches!(m, ServerMessage::Session { .. }))
+            .count() as u64
+    }
+
+    #[test]
+    fn a_resumed_session_gets_what_it_missed_once_and_in_order() {
+        let mut f = Fixture::new(Duration::from_secs(10), 1000);
+        let [mut ping, _pong] = f.joined_pair();
+        let before = drain(&mut ping);
+        let token = token(&before);
+        // Ping saw all but its last message (its regulation answer) before the link died.
+        let received = counted(&before) - 1;
+        f.close(1, true);
+        // Pong's regulation change and a sync point reach the suspended session meanwhile.
+        f.request(
+            2,
+            Request::RegisterSyncPoint {
+                label: "go".into(),
+                tag: Vec::new().into(),
+                federates: vec![],
+            },
+        );
+        let mut resumed = f.open(3, "ping");
+        f.send(
+            3,
+            ClientMessage::BEST_EFFORT,
+            Request::Resume { token, received },
+        );
+        let after = drain(&mut resumed);
+        assert!(matches!(after[0], ServerMessage::Session { .. }));
+        let ServerMessage::Resumed { last_request } = after[1] else {
+            panic!("resume answered with {:?}", after[1]);
+        };
+        // Ids 1 to 3 were ping's (create, join, regulation); 4 and 5 pong's.
+        assert_eq!(
+            last_request, 3,
+            "ping's last request (its regulation) was handled"
+        );
+        assert_eq!(
+            after[2],
+            before[before.len() - 1],
+            "the one it missed comes again"
+        );
+        assert!(
+            matches!(
+                after[3],
+                ServerMessage::Callback(Callback::AnnounceSyncPoint { .. })
+            ),
+            "then what queued while it was away: {:?}",
+            &after[3..]
+        );
+        // A request the RTI handled already is not applied twice; a new one is.
+        f.send(3, 3, Request::QueryGalt);
+        assert!(drain(&mut resumed).is_empty(), "duplicate dropped");
+        f.send(3, 6, Request::QueryGalt);
+        assert!(matches!(
+            drain(&mut resumed).as_slice(),
+            [ServerMessage::Response {
+                id: 6,
+                result: Ok(Response::Galt(_))
+            }]
+        ));
+        // The old connection's late end changes nothing.
+        f.close(1, false);
+        f.request(3, Request::QueryGalt);
+        assert_eq!(drain(&mut resumed).len(), 1);
+    }
+
+    #[test]
+    fn only_the_same_identity_may_resume_a_session() {
+        let mut f = Fixture::new(Duration::from_secs(10), 1000);
+        let [mut ping, _pong] = f.joined_pair();
+        let token = token(&drain(&mut ping));
+        f.close(1, true);
+        let mut mallory = f.open(3, "mallory");
+        f.send(3, 9, Request::Resume { token, received: 0 });
+        let answer = drain(&mut mallory);
+        assert!(
+            matches!(
+                &answer[1],
+                ServerMessage::Response { id: 9, result: Err(RtiError::ResumeRefused(reason)) }
+                    if reason.contains("belongs to `ping`")
+            ),
+            "{answer:?}"
+        );
+        assert_eq!(
+            f.sessions.audit.back().map(|e| &e.kind),
+            Some(&AuditKind::Denied)
+        );
+        // The real owner still can.
+        let mut ping = f.open(4, "ping");
+        f.send(4, 0, Request::Resume { token, received: 0 });
+        assert!(matches!(drain(&mut ping)[1], ServerMessage::Resumed { .. }));
+    }
+
+    #[test]
+    fn past_the_grace_period_the_loss_policy_applies() {
+        let mut f = Fixture::new(Duration::from_secs(2), 1000);
+        let [mut ping, mut pong] = f.joined_pair();
+        let token = token(&drain(&mut ping));
+        drain(&mut pong);
+        f.close(1, true);
+        f.sessions
+            .expire(f.now + Duration::from_secs(1), &mut f.engine);
+        f.sessions.route(f.now, &mut f.engine);
+        assert!(drain(&mut pong).is_empty(), "still within the grace period");
+        f.sessions
+            .expire(f.now + Duration::from_secs(2), &mut f.engine);
+        f.sessions.route(f.now, &mut f.engine);
+        let told = drain(&mut pong);
+        assert!(
+            matches!(
+                told.as_slice(),
+                [ServerMessage::Callback(Callback::FederateLost { federate, reason })]
+                    if federate == "ping" && reason.contains("did not resume within 2000 ms")
+            ),
+            "{told:?}"
+        );
+        let mut late = f.open(3, "ping");
+        f.send(3, 1, Request::Resume { token, received: 0 });
+        assert!(matches!(
+            &drain(&mut late)[1],
+            ServerMessage::Response {
+                result: Err(RtiError::ResumeRefused(_)),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_suspended_session_that_overflows_its_buffer_is_lost() {
+        let mut f = Fixture::new(Duration::from_secs(60), 3);
+        let [mut ping, mut pong] = f.joined_pair();
+        drain(&mut ping);
+        f.send(1, 0, Request::Ack { received: 100 });
+        drain(&mut pong);
+        f.close(1, true);
+        for label in ["a", "b", "c", "d"] {
+            f.request(
+                2,
+                Request::RegisterSyncPoint {
+                    label: label.into(),
+                    tag: Vec::new().into(),
+                    federates: vec![],
+                },
+            );
+        }
+        let told = drain(&mut pong);
+        assert!(
+            told.iter().any(|m| matches!(
+                m,
+                ServerMessage::Callback(Callback::FederateLost { reason, .. })
+                    if reason.contains("more than 3 messages")
+            )),
+            "{told:?}"
+        );
+    }
+
+    #[test]
+    fn a_connection_closed_on_purpose_ends_its_session_at_once() {
+        let mut f = Fixture::new(Duration::from_secs(60), 1000);
+        let [_ping, mut pong] = f.joined_pair();
+        drain(&mut pong);
+        f.close(1, false);
+        assert!(matches!(
+            drain(&mut pong).as_slice(),
+            [ServerMessage::Callback(Callback::FederateLost { .. })]
+        ));
+    }
+}
