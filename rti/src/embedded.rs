@@ -8,14 +8,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use fedtwin_core::message::{ClientMessage, ServerMessage};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-use tracing::{debug, info, info_span};
+use tracing::{debug, info, info_span, warn};
 
-use crate::engine::{ConnectionId, Engine};
+use crate::engine::{ConnectionId, Engine, FaultSettings};
 use fedtwin_core::status::{FederationStatus, StallReport};
 
 type Inspection = Box<dyn FnOnce(&Engine, Instant) + Send>;
@@ -66,10 +66,22 @@ impl EmbeddedRti {
     ///
     /// The operating system refused to start a thread.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_with(FaultSettings::default())
+    }
+
+    /// Starts the engine with these fault settings: the loss policy for a federate whose
+    /// connection closes without resigning, and the stall alarm, which logs who waits for whom
+    /// (a `warn` per stall) when a federation grants nothing for
+    /// [`FaultSettings::stall_after`].
+    ///
+    /// # Errors
+    ///
+    /// The operating system refused to start a thread.
+    pub fn start_with(faults: FaultSettings) -> std::io::Result<Self> {
         let (inbound, receiver) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("fedtwin-rti".into())
-            .spawn(move || run(&receiver))?;
+            .spawn(move || run(&receiver, faults))?;
         info!("embedded RTI started");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -206,11 +218,30 @@ impl std::fmt::Debug for Inbound {
     }
 }
 
-fn run(receiver: &Receiver<Inbound>) {
+/// How often the embedded RTI checks for stalled federations.
+const STALL_CHECK_TICK: Duration = Duration::from_millis(250);
+
+fn run(receiver: &Receiver<Inbound>, faults: FaultSettings) {
     let _span = info_span!("rti", transport = "embedded").entered();
     let mut engine = Engine::new();
+    engine.set_fault_settings(faults);
     let mut outbound = std::collections::HashMap::new();
-    while let Ok(inbound) = receiver.recv() {
+    // The stall check scans each federation, so it runs on a tick rather than per message.
+    let mut next_check = Instant::now() + STALL_CHECK_TICK;
+    loop {
+        let inbound = match receiver.recv_deadline(next_check) {
+            Ok(inbound) => Some(inbound),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if Instant::now() >= next_check {
+            engine.handle_timeout(Instant::now());
+            while let Some(report) = engine.poll_stall_report() {
+                warn!(federation = %report.federation, "no grant for a while; who waits for whom:\n{report}");
+            }
+            next_check = Instant::now() + STALL_CHECK_TICK;
+        }
+        let Some(inbound) = inbound else { continue };
         let now = Instant::now();
         match inbound {
             Inbound::Open {
