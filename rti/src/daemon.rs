@@ -499,17 +499,15 @@ impl Sessions {
             away_ms = away.as_millis() as u64,
             "session resumed"
         );
-        self.audit.push_back(AuditEvent {
-            kind: AuditKind::Resumed,
-            identity: Some(session.identity.clone()),
-            federation: None,
-            federate: None,
-            detail: format!(
+        self.audit.push_back(session_event(
+            AuditKind::Resumed,
+            &session.identity,
+            format!(
                 "after {} ms; {} messages sent again",
                 away.as_millis(),
                 session.unacked.len() - skip
             ),
-        });
+        ));
         session.link = Some((link, writer));
         Ok(())
     }
@@ -529,13 +527,11 @@ impl Sessions {
                 grace_ms = self.grace.as_millis() as u64,
                 "connection lost; keeping the session for a resume"
             );
-            self.audit.push_back(AuditEvent {
-                kind: AuditKind::Suspended,
-                identity: Some(session.identity.clone()),
-                federation: None,
-                federate: None,
-                detail: format!("connection lost; grace {} ms", self.grace.as_millis()),
-            });
+            self.audit.push_back(session_event(
+                AuditKind::Suspended,
+                &session.identity,
+                format!("connection lost; grace {} ms", self.grace.as_millis()),
+            ));
             return;
         }
         self.end(id);
@@ -632,6 +628,13 @@ impl Sessions {
         self.sessions.clear();
         self.links.clear();
         self.tokens.clear();
+    }
+}
+
+fn session_event(kind: AuditKind, identity: &str, detail: String) -> AuditEvent {
+    AuditEvent {
+        identity: Some(identity.to_owned()),
+        ..daemon_event(kind, detail)
     }
 }
 
