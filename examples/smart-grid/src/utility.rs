@@ -173,7 +173,7 @@ impl Utility {
         let load = lockstep.register("Grid.Load", true)?;
 
         // The price over the first step goes out with the initial values.
-        let mut price = self.price(SimTime::ZERO.max(lockstep.time()), hours);
+        let mut price = self.price(lockstep.time(), hours);
         let initial = Values::new()
             .with("price", &price)
             .map_err(|e| federation(hosted, e))?;
