@@ -14,6 +14,13 @@ pub fn hour_of_day(t: SimTime) -> f64 {
     (DAY_STARTS_AT_HOUR + t.as_secs_f64() / 3600.0).rem_euclid(24.0)
 }
 
+/// The wall-clock time of day at simulated time `t`, as `HH:MM`.
+pub fn clock(t: SimTime) -> String {
+    // Minutes of the day: a whole number below 1440, exact in the cast.
+    let minutes = (hour_of_day(t) * 60.0).round() as u32 % (24 * 60);
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
 /// Hour of day in the middle of the step `[t, t + step_hours]`.
 pub fn mid_hour(t: SimTime, step_hours: f64) -> f64 {
     (hour_of_day(t) + step_hours / 2.0).rem_euclid(24.0)
@@ -64,5 +71,7 @@ mod tests {
         assert!((pv_per_kwp(13.0) - 1.0).abs() < 1e-12);
         assert_eq!(hour_of_day(SimTime::ZERO), 12.0);
         assert_eq!(hour_of_day(SimTime::from_secs(13 * 3600).unwrap()), 1.0);
+        assert_eq!(clock(SimTime::from_secs(71_100).unwrap()), "07:45");
+        assert_eq!(clock(SimTime::from_secs(43_200).unwrap()), "00:00");
     }
 }

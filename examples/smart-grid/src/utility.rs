@@ -17,12 +17,12 @@
 use std::collections::BTreeMap;
 
 use federate_sdk::hosted::Hosted;
-use federate_sdk::{Delivery, SimTime, Values};
+use federate_sdk::{Delivery, SimDuration, SimTime, Values};
 use serde::Deserialize;
 use tracing::debug;
 
 use crate::lockstep::{self, LockStep};
-use crate::profile::{household_kw, household_range, mid_hour};
+use crate::profile::{clock, household_kw, household_range, mid_hour};
 use crate::{GridError, default_step, step_param};
 
 /// The utility's parameters (`[federate.params]`).
@@ -102,9 +102,10 @@ impl UtilityReport {
         let (at, peak) = self.peak().unwrap_or((SimTime::ZERO, 0.0));
         let mean = self.mean_kw();
         format!(
-            "coordination {}: peak load {peak:.1} kW (step ending {at}), mean {mean:.1} kW, \
-             peak/average {:.2}",
+            "coordination {}: peak load {peak:.1} kW in the step ending {} (t = {at}), \
+             mean {mean:.1} kW, peak/average {:.2}",
             if self.coordination { "on" } else { "off" },
+            clock(at),
             if mean > 0.0 { peak / mean } else { 0.0 },
         )
     }
@@ -182,28 +183,13 @@ impl Utility {
         self.flexible_estimate = self.net.values().sum();
 
         let mut samples = Vec::new();
-        // The price of the step being priced next: set at the previous grant, for `[T, T + h]`.
-        let mut next_price;
         for k in 0..=lockstep.steps {
             let now = lockstep.time();
             if k > 0 {
-                // The others' `net_kw` delivered with this grant covers `[now - h, now]`.
-                let h_ticks = i64::try_from(lockstep.h.ticks()).unwrap_or(i64::MAX);
-                let start = SimTime::from_ticks(now.ticks().saturating_sub(h_ticks));
-                let base_kw =
-                    f64::from(self.params.households) * household_kw(mid_hour(start, hours));
-                let flexible: f64 = self.net.values().sum();
-                let sample = LoadSample {
-                    time: now,
-                    load_kw: base_kw + flexible,
-                    base_kw,
-                    price,
-                };
-                debug!(time = %now, load_kw = sample.load_kw, price, "measured");
+                let sample = self.sample(now, lockstep.h, price);
                 samples.push(sample);
-                let weight = self.params.smoothing;
-                self.flexible_estimate =
-                    weight * flexible + (1.0 - weight) * self.flexible_estimate;
+                // The last measurement would be stamped past the stop time: it stays in the
+                // report only.
                 if k < lockstep.steps {
                     let values = Values::new()
                         .with("load_kw", &sample.load_kw)
@@ -215,20 +201,40 @@ impl Utility {
             if k == lockstep.steps {
                 break;
             }
-            // Price `[now + h, now + 2h]`, sent stamped `now + h`.
-            next_price = self.price(now.saturating_add(lockstep.h), hours);
+            // The price over `[now + h, now + 2h]`, stamped `now + h`: in force from the next
+            // grant on.
+            let next = self.price(now.saturating_add(lockstep.h), hours);
             let values = Values::new()
-                .with("price", &next_price)
+                .with("price", &next)
                 .map_err(|e| federation(hosted, e))?;
             lockstep.publish(&tariff, values)?;
             let deliveries = lockstep.step()?;
             self.measure(lockstep, &deliveries, true)?;
-            price = next_price;
+            price = next;
         }
         Ok(UtilityReport {
             coordination: self.params.coordination,
             samples,
         })
+    }
+
+    /// The feeder over `[now - h, now]`: the households' demand plus every federate's `net_kw`
+    /// delivered with the grant to `now`; updates the smoothed estimate of the latter.
+    fn sample(&mut self, now: SimTime, h: SimDuration, price: f64) -> LoadSample {
+        let hours = h.as_secs_f64() / 3600.0;
+        let h_ticks = i64::try_from(h.ticks()).unwrap_or(i64::MAX);
+        let start = SimTime::from_ticks(now.ticks().saturating_sub(h_ticks));
+        let base_kw = f64::from(self.params.households) * household_kw(mid_hour(start, hours));
+        let flexible: f64 = self.net.values().sum();
+        let weight = self.params.smoothing;
+        self.flexible_estimate = weight * flexible + (1.0 - weight) * self.flexible_estimate;
+        debug!(time = %now, load_kw = base_kw + flexible, price, "measured");
+        LoadSample {
+            time: now,
+            load_kw: base_kw + flexible,
+            base_kw,
+            price,
+        }
     }
 
     /// The tariff over `[from, from + h]`.
