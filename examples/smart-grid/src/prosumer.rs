@@ -64,6 +64,8 @@ pub struct ProsumerReport {
     pub capacity_kwh: f64,
     /// State of charge at the start.
     pub soc0: f64,
+    /// The step, hours.
+    pub step_hours: f64,
     /// Per step: end of the step, net power drawn over it (kW), state of charge at its end.
     pub steps: Vec<(SimTime, f64, f64)>,
     /// Energy into (positive) and out of the battery summed over the run, kWh.
@@ -78,12 +80,7 @@ impl ProsumerReport {
 
     /// A one-line summary.
     pub fn summary(&self) -> String {
-        let hours = match self.steps.as_slice() {
-            [(first, ..), (second, ..), ..] => {
-                (second.as_secs_f64() - first.as_secs_f64()) / 3600.0
-            }
-            _ => 0.0,
-        };
+        let hours = self.step_hours;
         let imported: f64 = self
             .steps
             .iter()
@@ -202,6 +199,7 @@ impl Home {
             }
         }
         Ok(ProsumerReport {
+            step_hours: hours,
             capacity_kwh: self.params.capacity_kwh,
             soc0: self.params.soc0,
             steps,
