@@ -290,6 +290,7 @@ impl Instance {
             self.state.phase = Phase::Error;
             return self.refuse(FUNCTION, &message);
         }
+        model::initialize(self.model, &mut self.state.values);
         model::update_outputs(self.model, &mut self.state.values);
         self.state.phase = Phase::StepComplete;
         self.debug(&format!("initialized at t={}", self.state.time));

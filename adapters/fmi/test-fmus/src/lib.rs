@@ -6,7 +6,8 @@
 //! an exact solution to compare against ([`TestModel::Dahlquist`]), a stiff-enough oscillator
 //! and its split into two coupled FMUs whose coupled solution converges to the whole one
 //! ([`oscillator_exact`]), a step rejected with `fmi2Discard`, early termination, a solver
-//! failure and a panic inside the library.
+//! failure and a panic inside the library; and a price-driven home battery
+//! ([`TestModel::Battery`]) for the smart-grid example.
 //!
 //! The `fmi2*` functions are also plain `pub unsafe extern "C"` items of the `rlib`, so tests may
 //! call them directly; a master loads them from the archive written by [`pack`].

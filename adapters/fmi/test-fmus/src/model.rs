@@ -39,11 +39,18 @@ pub enum TestModel {
     /// `panic_now` to a non-zero value makes the next `fmi2DoStep` panic inside the library, which
     /// the FFI layer must turn into `fmi2Fatal`.
     Faulty,
+    /// A home battery driven by a price: input `price` (€/kWh), outputs `soc` (state of charge,
+    /// 0 to 1) and `net_kw` (the average power it drew from the grid over the last step,
+    /// negative when it fed in). It charges at `power_kw` while the price is below `price_low`,
+    /// discharges at `power_kw` while it is above `price_high`, idles in between, and never
+    /// leaves `0 <= soc <= 1` (a step that reaches a bound moves only the energy that fits).
+    /// Times are in seconds, energies in kWh.
+    Battery,
 }
 
 impl TestModel {
     /// All models, in a fixed order.
-    pub const ALL: [TestModel; 7] = [
+    pub const ALL: [TestModel; 8] = [
         TestModel::Dahlquist,
         TestModel::Oscillator,
         TestModel::OscillatorMass,
@@ -51,6 +58,7 @@ impl TestModel {
         TestModel::DiscardAbove,
         TestModel::TerminateEarly,
         TestModel::Faulty,
+        TestModel::Battery,
     ];
 
     /// The model's name: its `modelName` and the stem of its `.fmu` file.
@@ -63,6 +71,7 @@ impl TestModel {
             TestModel::DiscardAbove => "discard_above",
             TestModel::TerminateEarly => "terminate_early",
             TestModel::Faulty => "faulty",
+            TestModel::Battery => "battery",
         }
     }
 
@@ -81,6 +90,7 @@ impl TestModel {
             TestModel::DiscardAbove => "{6d1f3a52-0c1e-4f7b-9a51-1b0e5fd3a005}",
             TestModel::TerminateEarly => "{6d1f3a52-0c1e-4f7b-9a51-1b0e5fd3a006}",
             TestModel::Faulty => "{6d1f3a52-0c1e-4f7b-9a51-1b0e5fd3a007}",
+            TestModel::Battery => "{6d1f3a52-0c1e-4f7b-9a51-1b0e5fd3a008}",
         }
     }
 
@@ -105,6 +115,9 @@ impl TestModel {
             }
             TestModel::TerminateEarly => "Dahlquist equation that terminates at stop_at",
             TestModel::Faulty => "Dahlquist equation whose solver fails from fail_at on",
+            TestModel::Battery => {
+                "Home battery charging below price_low and discharging above price_high"
+            }
         }
     }
 
@@ -118,6 +131,7 @@ impl TestModel {
             TestModel::DiscardAbove => &DISCARD_ABOVE,
             TestModel::TerminateEarly => &TERMINATE_EARLY,
             TestModel::Faulty => &FAULTY,
+            TestModel::Battery => &BATTERY,
         }
     }
 
@@ -140,6 +154,8 @@ impl TestModel {
             TestModel::Oscillator | TestModel::OscillatorMass | TestModel::OscillatorSpring => {
                 (10.0, 1e-3)
             }
+            // A day in quarter hours.
+            TestModel::Battery => (86_400.0, 900.0),
             _ => (1.0, 0.01),
         };
         DefaultExperiment {
@@ -156,6 +172,8 @@ impl TestModel {
             TestModel::Oscillator | TestModel::OscillatorMass | TestModel::OscillatorSpring => {
                 (DEFAULT_STIFFNESS / DEFAULT_MASS).sqrt()
             }
+            // A switched controller with no continuous dynamics: nothing limits the step.
+            TestModel::Battery => 0.0,
             _ => -DEFAULT_K,
         }
     }
@@ -395,6 +413,27 @@ pub mod vr {
         /// panic inside the library.
         pub const PANIC_NOW: u32 = 3;
     }
+
+    /// [`TestModel::Battery`](crate::TestModel::Battery).
+    pub mod battery {
+        /// Output `soc`, the state of charge (0 to 1), calculated from `soc0` at initialization.
+        pub const SOC: u32 = 0;
+        /// Output `net_kw`: average power drawn from the grid over the last step (negative when
+        /// feeding in), 0 before the first step.
+        pub const NET_KW: u32 = 1;
+        /// Input `price` in €/kWh, default 0.25.
+        pub const PRICE: u32 = 2;
+        /// Parameter `capacity_kwh`, default 10.
+        pub const CAPACITY_KWH: u32 = 3;
+        /// Parameter `power_kw`: charging and discharging power, default 5.
+        pub const POWER_KW: u32 = 4;
+        /// Parameter `soc0`: initial state of charge, default 0.5.
+        pub const SOC0: u32 = 5;
+        /// Parameter `price_low`: charge below this price, default 0.15.
+        pub const PRICE_LOW: u32 = 6;
+        /// Parameter `price_high`: discharge above this price, default 0.35.
+        pub const PRICE_HIGH: u32 = 7;
+    }
 }
 
 /// Default of `k` in the Dahlquist family.
@@ -465,6 +504,22 @@ const fn parameter(
         Variability::Fixed,
         Some(Initial::Exact),
         Some(start),
+        description,
+    )
+}
+
+const fn calculated_output(
+    name: &'static str,
+    value_reference: u32,
+    description: &'static str,
+) -> Variable {
+    real(
+        name,
+        value_reference,
+        Causality::Output,
+        Variability::Continuous,
+        Some(Initial::Calculated),
+        None,
         description,
     )
 }
@@ -602,6 +657,50 @@ static FAULTY: [Variable; 4] = [
     },
 ];
 
+static BATTERY: [Variable; 8] = [
+    calculated_output(
+        "soc",
+        vr::battery::SOC,
+        "State of charge, 0 (empty) to 1 (full)",
+    ),
+    calculated_output(
+        "net_kw",
+        vr::battery::NET_KW,
+        "Average power drawn from the grid over the last step in kW (negative: fed in)",
+    ),
+    input(
+        "price",
+        vr::battery::PRICE,
+        0.25,
+        "Electricity price in EUR/kWh",
+    ),
+    parameter(
+        "capacity_kwh",
+        vr::battery::CAPACITY_KWH,
+        10.0,
+        "Usable capacity in kWh",
+    ),
+    parameter(
+        "power_kw",
+        vr::battery::POWER_KW,
+        5.0,
+        "Charging and discharging power in kW",
+    ),
+    parameter("soc0", vr::battery::SOC0, 0.5, "Initial state of charge"),
+    parameter(
+        "price_low",
+        vr::battery::PRICE_LOW,
+        0.15,
+        "Charges while the price is below this, in EUR/kWh",
+    ),
+    parameter(
+        "price_high",
+        vr::battery::PRICE_HIGH,
+        0.35,
+        "Discharges while the price is above this, in EUR/kWh",
+    ),
+];
+
 /// What one communication step did.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum StepOutcome {
@@ -681,7 +780,34 @@ pub(crate) fn validate(model: TestModel, values: &[f64]) -> Result<(), String> {
         TestModel::DiscardAbove => {
             positive("max_step", values[vr::discard_above::MAX_STEP as usize])
         }
+        TestModel::Battery => {
+            use vr::battery::{CAPACITY_KWH, POWER_KW, PRICE_HIGH, PRICE_LOW, SOC0};
+            positive("capacity_kwh", values[CAPACITY_KWH as usize])?;
+            positive("power_kw", values[POWER_KW as usize])?;
+            let soc0 = values[SOC0 as usize];
+            if !(0.0..=1.0).contains(&soc0) {
+                return Err(format!("parameter soc0 must be within [0, 1], got {soc0}"));
+            }
+            let (low, high) = (values[PRICE_LOW as usize], values[PRICE_HIGH as usize]);
+            if !(low.is_finite() && high.is_finite() && low <= high) {
+                return Err(format!(
+                    "parameters price_low = {low} and price_high = {high}: need finite values \
+                     with price_low <= price_high"
+                ));
+            }
+            Ok(())
+        }
         _ => Ok(()),
+    }
+}
+
+/// Sets the variables calculated at initialization from the parameters (the battery's `soc`
+/// from `soc0`); called once, when initialization mode ends.
+pub(crate) fn initialize(model: TestModel, values: &mut [f64]) {
+    if model == TestModel::Battery {
+        use vr::battery::{NET_KW, SOC, SOC0};
+        values[SOC as usize] = values[SOC0 as usize];
+        values[NET_KW as usize] = 0.0;
     }
 }
 
@@ -696,6 +822,11 @@ pub(crate) fn update_outputs(model: TestModel, values: &mut [f64]) {
 
 /// Integrates the model's states over `duration` with RK4 and updates its outputs.
 fn integrate(model: TestModel, values: &mut [f64], duration: f64) {
+    if model == TestModel::Battery {
+        // Piecewise constant power: exact without a solver.
+        battery_step(values, duration);
+        return;
+    }
     if duration > 0.0 {
         let steps = (duration / MAX_INTERNAL_STEP)
             .ceil()
@@ -746,9 +877,32 @@ fn integrate(model: TestModel, values: &mut [f64], duration: f64) {
                 let [s] = rk4([values[S as usize]], h, steps, |_| [velocity]);
                 values[S as usize] = s;
             }
+            TestModel::Battery => {}
         }
     }
     update_outputs(model, values);
+}
+
+/// Charges, discharges or idles the battery over `duration` seconds at the price held over the
+/// step, moving only as much energy as fits between empty and full.
+fn battery_step(values: &mut [f64], duration: f64) {
+    use vr::battery::{CAPACITY_KWH, NET_KW, POWER_KW, PRICE, PRICE_HIGH, PRICE_LOW, SOC};
+    if duration <= 0.0 {
+        return;
+    }
+    let capacity = values[CAPACITY_KWH as usize];
+    let soc = values[SOC as usize];
+    let price = values[PRICE as usize];
+    let most = values[POWER_KW as usize] * duration / 3600.0;
+    let energy = if price < values[PRICE_LOW as usize] {
+        most.min((1.0 - soc) * capacity).max(0.0)
+    } else if price > values[PRICE_HIGH as usize] {
+        -most.min(soc * capacity).max(0.0)
+    } else {
+        0.0
+    };
+    values[SOC as usize] = (soc + energy / capacity).clamp(0.0, 1.0);
+    values[NET_KW as usize] = energy * 3600.0 / duration;
 }
 
 /// `steps` classical Runge-Kutta steps of length `h` for the autonomous system `y' = f(y)`.
@@ -896,6 +1050,56 @@ mod tests {
         let (x, v) = oscillator_exact(2.0, 1.0, 100.0, 0.5, 1.0, 0.0);
         assert!((values[0] - x).abs() < 1e-9, "{} vs {x}", values[0]);
         assert!((values[1] - v).abs() < 1e-8, "{} vs {v}", values[1]);
+    }
+
+    #[test]
+    fn battery_follows_the_price_and_stops_at_full_and_empty() {
+        use vr::battery::{NET_KW, POWER_KW, PRICE, SOC};
+        let model = TestModel::Battery;
+        let mut values = model.start_values();
+        values[POWER_KW as usize] = 3.0;
+        initialize(model, &mut values);
+        assert_eq!(values[SOC as usize], 0.5);
+        // Cheap: 3 kW for a quarter hour is 0.75 kWh of the 10 kWh capacity.
+        values[PRICE as usize] = 0.10;
+        assert_eq!(step(model, &mut values, 0.0, 900.0), StepOutcome::Completed);
+        assert!((values[SOC as usize] - 0.575).abs() < 1e-12);
+        assert!((values[NET_KW as usize] - 3.0).abs() < 1e-12);
+        // Six more steps would pass full: the last one stores only the 0.5 kWh that fit.
+        for n in 1..7 {
+            step(model, &mut values, 900.0 * f64::from(n), 900.0);
+        }
+        assert!((values[SOC as usize] - 1.0).abs() < 1e-12);
+        assert!(
+            (values[NET_KW as usize] - 2.0).abs() < 1e-9,
+            "0.5 kWh in 0.25 h"
+        );
+        // In between the thresholds: idle.
+        values[PRICE as usize] = 0.25;
+        step(model, &mut values, 6300.0, 900.0);
+        assert_eq!(values[NET_KW as usize], 0.0);
+        // Dear: feeds in until empty, never below.
+        values[PRICE as usize] = 0.50;
+        for n in 0..20 {
+            step(model, &mut values, 7200.0 + 900.0 * f64::from(n), 900.0);
+            assert!((0.0..=1.0).contains(&values[SOC as usize]));
+            assert!(values[NET_KW as usize] <= 0.0);
+        }
+        assert!(values[SOC as usize] < 1e-12);
+        assert!(values[NET_KW as usize].abs() < 1e-9);
+    }
+
+    #[test]
+    fn battery_refuses_inconsistent_parameters() {
+        use vr::battery::{PRICE_HIGH, SOC0};
+        let model = TestModel::Battery;
+        let mut values = model.start_values();
+        assert_eq!(validate(model, &values), Ok(()));
+        values[SOC0 as usize] = 1.5;
+        assert!(validate(model, &values).unwrap_err().contains("soc0"));
+        values[SOC0 as usize] = 0.5;
+        values[PRICE_HIGH as usize] = 0.0;
+        assert!(validate(model, &values).unwrap_err().contains("price_low"));
     }
 
     #[test]

@@ -284,6 +284,58 @@ fn whole_oscillator_matches_closed_form() {
     assert!((fmu.real(vr::oscillator::V) - v).abs() < 1e-7);
 }
 
+#[test]
+fn battery_charges_cheap_discharges_dear_within_its_bounds() {
+    use vr::battery::{CAPACITY_KWH, NET_KW, POWER_KW, PRICE, PRICE_HIGH, PRICE_LOW, SOC, SOC0};
+    let mut fmu = Fmu::instantiate(TestModel::Battery);
+    for (reference, value) in [
+        (CAPACITY_KWH, 8.0),
+        (POWER_KW, 4.0),
+        (SOC0, 0.25),
+        (PRICE_LOW, 0.12),
+        (PRICE_HIGH, 0.40),
+    ] {
+        assert_eq!(fmu.set_real(reference, value), Status::Ok);
+    }
+    fmu.initialize();
+    assert_eq!((fmu.real(SOC), fmu.real(NET_KW)), (0.25, 0.0));
+
+    // A day of quarter hours: cheap at night, dear in the evening, in between otherwise.
+    let quarter = 900.0;
+    let mut energy_in = 0.0;
+    for n in 0..96 {
+        let hour = f64::from(n) / 4.0;
+        let price = match hour {
+            h if h < 6.0 => 0.08,
+            h if (17.0..21.0).contains(&h) => 0.55,
+            _ => 0.25,
+        };
+        let before = fmu.real(SOC);
+        assert_eq!(fmu.set_real(PRICE, price), Status::Ok);
+        assert_eq!(fmu.step(quarter), Status::Ok);
+        let (soc, net) = (fmu.real(SOC), fmu.real(NET_KW));
+        assert!((0.0..=1.0).contains(&soc), "soc {soc} at {hour} h");
+        assert!(
+            net.abs() <= 4.0 + 1e-9,
+            "net {net} kW beyond the power limit"
+        );
+        // The energy balance: what it drew is what it stored.
+        assert!(((soc - before) * 8.0 - net * 0.25).abs() < 1e-9);
+        energy_in += net * 0.25;
+        match price {
+            0.08 => assert!(net >= 0.0),
+            0.55 => assert!(net <= 0.0),
+            _ => assert_eq!(net, 0.0),
+        }
+    }
+    // Full after the cheap night (6 kWh fit, 4 kW for 6 h is far more), empty after the dear
+    // evening (4 kW for 4 h drains 8 kWh).
+    assert_eq!(fmu.real(SOC), 0.0);
+    assert!((energy_in - (0.0 - 0.25) * 8.0).abs() < 1e-9);
+    // Tuning a fixed parameter after initialization is refused.
+    assert_eq!(fmu.set_real(CAPACITY_KWH, 1.0), Status::Error);
+}
+
 /// Couples the split oscillator by a Jacobi loop with step `h` up to `end`: both FMUs read the
 /// other's outputs at `T`, then both step to `T + h`. Returns the trajectory's last `(x, v)` and
 /// the largest |x| seen.
@@ -517,6 +569,10 @@ fn fmu_state_round_trips_for_every_model() {
         }
         if model == TestModel::OscillatorSpring {
             assert_eq!(fmu.set_real(vr::oscillator_spring::V, -2.0), Status::Ok);
+        }
+        if model == TestModel::Battery {
+            // Cheap enough to charge, so that the state moves.
+            assert_eq!(fmu.set_real(vr::battery::PRICE, 0.0), Status::Ok);
         }
 
         assert_eq!(fmu.step(0.01), Status::Ok, "{model}");
