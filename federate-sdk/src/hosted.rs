@@ -10,12 +10,13 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fedtwin_core::{RtiError, SimTime};
+use fedtwin_core::{ObjectModel, RtiError, SimDuration, SimTime};
 use serde::de::DeserializeOwned;
 
 use crate::blocking::Federate;
 use crate::error::{Error, Result};
 use crate::link::Connector;
+use crate::values::{Delivery, ObjectInstance, Values};
 
 /// Everything a hosted federate gets from the runner.
 #[derive(Debug, Clone)]
@@ -128,4 +129,231 @@ fn register(federate: &mut Federate, label: &str, expected: &[&str]) -> Result<(
             other => return other,
         }
     }
+}
+
+/// An SDK error with the name of the federate it happened to, for runners that host many.
+#[derive(Debug, thiserror::Error)]
+#[error("federate `{federate}`: {source}")]
+pub struct HostedError {
+    /// The federate.
+    pub federate: String,
+    /// What went wrong.
+    #[source]
+    pub source: Error,
+}
+
+/// A lock-step federate, the FMI adapter's timing for code: time-regulating with a lookahead
+/// of one communication step `h` and time-constrained. Granted at `T`, it reads the others'
+/// values at `T` (delivered with the grant), computes, publishes its outputs stamped `T + h`
+/// (exactly its bound) and requests `T + h`. FMU adapters and these federates therefore couple
+/// in Jacobi fashion and start together through [`start_barrier`].
+#[derive(Debug)]
+pub struct LockStep {
+    federate: Federate,
+    name: String,
+    h: SimDuration,
+    steps: u64,
+}
+
+impl LockStep {
+    /// Joins the federation of `hosted` (creating it with `model` if missing), then publishes
+    /// and subscribes the attributes named `Class.attribute`.
+    ///
+    /// # Errors
+    ///
+    /// [`HostedError`] naming the federate, with the SDK's error.
+    pub fn join(
+        hosted: &Hosted,
+        model: ObjectModel,
+        h: SimDuration,
+        publish: &[&str],
+        subscribe: &[&str],
+    ) -> std::result::Result<Self, HostedError> {
+        let joined = crate::Federate::builder(&hosted.federation, &hosted.name)
+            .create_federation(model)
+            .time_regulating(h)
+            .time_constrained()
+            .join_blocking(hosted.connector.clone());
+        let federate = joined.map_err(|source| HostedError {
+            federate: hosted.name.clone(),
+            source,
+        })?;
+        let span = hosted.stop.ticks().abs_diff(federate.time().ticks());
+        let mut lockstep = Self {
+            federate,
+            name: hosted.name.clone(),
+            h,
+            steps: span.div_ceil(h.ticks().max(1)),
+        };
+        let declared = (|| {
+            if !publish.is_empty() {
+                lockstep.federate.publish(publish)?;
+            }
+            if !subscribe.is_empty() {
+                lockstep.federate.subscribe(subscribe)?;
+            }
+            Ok(())
+        })();
+        lockstep.check(declared)?;
+        Ok(lockstep)
+    }
+
+    /// This federate's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The communication step, which is also the lookahead.
+    pub fn h(&self) -> SimDuration {
+        self.h
+    }
+
+    /// Steps from the join time to the stop time (the last one may end past it).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Logical time.
+    pub fn time(&self) -> SimTime {
+        self.federate.time()
+    }
+
+    /// The federate underneath, for calls this type does not wrap.
+    pub fn federate(&mut self) -> &mut Federate {
+        &mut self.federate
+    }
+
+    /// Registers an object of `class` named `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`HostedError`] with the SDK's refusal.
+    pub fn register(
+        &mut self,
+        class: &str,
+        name: &str,
+    ) -> std::result::Result<ObjectInstance, HostedError> {
+        let registered = self.federate.register_object(class, Some(name));
+        self.check(registered)
+    }
+
+    /// Waits at [`start_barrier`] for every federate in `expect`, sends `initial` (object and
+    /// values) untimestamped in between, and returns what the others sent.
+    ///
+    /// # Errors
+    ///
+    /// [`HostedError`] from the barrier or the sends.
+    pub fn start(
+        &mut self,
+        expect: &[String],
+        initial: &[(&ObjectInstance, Values)],
+    ) -> std::result::Result<Vec<Delivery>, HostedError> {
+        let expected: Vec<&str> = expect.iter().map(String::as_str).collect();
+        let started = start_barrier(&mut self.federate, &expected, |federate| {
+            for (object, values) in initial {
+                federate.update(object, values.clone(), None)?;
+            }
+            Ok(())
+        });
+        self.check(started)?;
+        let deliveries = self.federate.take_deliveries();
+        self.check(deliveries)
+    }
+
+    /// Sends `values` of `object` stamped `T + h`, the bound.
+    ///
+    /// # Errors
+    ///
+    /// [`HostedError`] with the SDK's refusal.
+    pub fn publish(
+        &mut self,
+        object: &ObjectInstance,
+        values: Values,
+    ) -> std::result::Result<(), HostedError> {
+        let sent = self
+            .federate
+            .time()
+            .checked_add(self.h)
+            .map_err(Error::from)
+            .and_then(|at| self.federate.update(object, values, Some(at)));
+        self.check(sent)
+    }
+
+    /// Requests `T + h` and returns what was delivered with the grant.
+    ///
+    /// # Errors
+    ///
+    /// [`HostedError`], for example when the federation halted.
+    pub fn step(&mut self) -> std::result::Result<Vec<Delivery>, HostedError> {
+        let granted = self.federate.step(self.h);
+        self.check(granted).map(|grant| grant.deliveries)
+    }
+
+    /// Names an SDK error after this federate.
+    ///
+    /// # Errors
+    ///
+    /// `result`'s error, as a [`HostedError`].
+    pub fn check<T>(&self, result: Result<T>) -> std::result::Result<T, HostedError> {
+        result.map_err(|source| HostedError {
+            federate: self.name.clone(),
+            source,
+        })
+    }
+
+    /// Runs `body` and resigns afterwards, also after a failure, so that the others' time is
+    /// not held back by a federate that stopped.
+    ///
+    /// # Errors
+    ///
+    /// `body`'s error, or the resignation's.
+    pub fn run<R, E: From<HostedError> + std::fmt::Display>(
+        mut self,
+        body: impl FnOnce(&mut Self) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        match body(&mut self) {
+            Ok(result) => {
+                let resigned = self.federate.resign();
+                let name = self.name;
+                resigned.map_err(|source| HostedError {
+                    federate: name,
+                    source,
+                })?;
+                Ok(result)
+            }
+            Err(error) => {
+                tracing::warn!(federate = %self.name, "failed, resigning: {error}");
+                let _ = self.federate.resign();
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The `f64` attribute `attribute` of the reflections of `class` in `deliveries`, with each
+/// object's name, in delivery order. With `timestamped`, only timestamped reflections count,
+/// as in the FMI adapter: a late initial value must not overwrite a newer one.
+///
+/// # Errors
+///
+/// A value that is not an `f64`.
+pub fn reflected(
+    deliveries: &[Delivery],
+    class: &str,
+    attribute: &str,
+    timestamped: bool,
+) -> Result<Vec<(String, f64)>> {
+    let mut values = Vec::new();
+    for delivery in deliveries {
+        let Delivery::Reflection(reflection) = delivery else {
+            continue;
+        };
+        if *reflection.object.class != *class || (timestamped && reflection.timestamp.is_none()) {
+            continue;
+        }
+        if let Some(value) = reflection.values.try_get::<f64>(attribute)? {
+            values.push((reflection.object.name.to_string(), value));
+        }
+    }
+    Ok(values)
 }

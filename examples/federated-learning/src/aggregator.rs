@@ -25,9 +25,9 @@ use serde::Deserialize;
 use tracing::info;
 
 use crate::learning::{Dataset, FEATURES, Training, Weights, accuracy, train};
-use crate::lockstep::{self, LockStep};
 use crate::rng::SplitMix64;
 use crate::{LearningError, default_step, step_param};
+use federate_sdk::hosted::LockStep;
 
 /// The aggregator's parameters (`[federate.params]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -140,8 +140,9 @@ pub fn run(hosted: &Hosted) -> Result<AggregatorReport, LearningError> {
     }
     let mut rng = SplitMix64::new(params.seed);
     let test = Dataset::generate(&mut rng, params.test_samples as usize, 0.0);
-    let (lockstep, global) = LockStep::join(
+    let mut lockstep = LockStep::join(
         hosted,
+        crate::model(),
         h,
         &[
             "Model.Global.weights",
@@ -154,19 +155,19 @@ pub fn run(hosted: &Hosted) -> Result<AggregatorReport, LearningError> {
             "Hospital.Update.samples",
             "Hospital.Update.round",
         ],
-        "Model.Global",
     )?;
-    lockstep::run(lockstep, |lockstep| {
+    let global = lockstep.register("Model.Global", &hosted.name)?;
+    lockstep.run(|lockstep| {
         let mut weights = vec![0.0; FEATURES + 1];
         let initial_accuracy = accuracy(&weights, &test);
         let initial = model_values(lockstep, &weights, 0, initial_accuracy, None)?;
-        let deliveries = lockstep.start(&hosted.expect, Some((&global, initial)))?;
+        let deliveries = lockstep.start(&hosted.expect, &[(&global, initial)])?;
 
         let mut pool = Pool::default();
         pool.take(lockstep, &deliveries, 0)?;
         let mut rounds = Vec::new();
         let mut baseline = None;
-        for _ in 0..lockstep.steps {
+        for _ in 0..lockstep.steps() {
             let round = u32::try_from(rounds.len()).unwrap_or(u32::MAX);
             if round < params.rounds
                 && let Some(updates) = pool.complete()
@@ -270,7 +271,7 @@ impl Pool {
                     }
                     if weights.len() != FEATURES + 1 {
                         return Err(LearningError::BadModel {
-                            federate: lockstep.name.clone(),
+                            federate: lockstep.name().to_owned(),
                             message: format!(
                                 "the update from `{}` has {} weights, expected {}",
                                 reflection.object.name,
@@ -348,5 +349,5 @@ fn model_values(
     if let Some(baseline) = baseline {
         values = values.and_then(|v| v.with("baseline", &baseline));
     }
-    lockstep.check(values)
+    Ok(lockstep.check(values)?)
 }

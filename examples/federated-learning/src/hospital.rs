@@ -7,9 +7,9 @@ use serde::Deserialize;
 use tracing::debug;
 
 use crate::learning::{Dataset, FEATURES, Training, Weights, accuracy, train};
-use crate::lockstep::{self, LockStep};
 use crate::rng::SplitMix64;
 use crate::{LearningError, default_step, step_param};
+use federate_sdk::hosted::LockStep;
 
 /// A hospital's parameters (`[federate.params]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -96,8 +96,9 @@ pub fn run(hosted: &Hosted) -> Result<HospitalReport, LearningError> {
         batch: params.batch as usize,
         l2: 1e-4,
     };
-    let (lockstep, update) = LockStep::join(
+    let mut lockstep = LockStep::join(
         hosted,
+        crate::model(),
         h,
         &[
             "Hospital.Update.weights",
@@ -105,20 +106,20 @@ pub fn run(hosted: &Hosted) -> Result<HospitalReport, LearningError> {
             "Hospital.Update.round",
         ],
         &["Model.Global.weights", "Model.Global.round"],
-        "Hospital.Update",
     )?;
-    lockstep::run(lockstep, |lockstep| {
-        let deliveries = lockstep.start(&hosted.expect, None)?;
+    let update = lockstep.register("Hospital.Update", &hosted.name)?;
+    lockstep.run(|lockstep| {
+        let deliveries = lockstep.start(&hosted.expect, &[])?;
         let mut global = newest_global(lockstep, &deliveries, false)?;
         let mut trained: Option<f64> = None;
         let mut rounds = 0;
-        for _ in 0..lockstep.steps {
+        for _ in 0..lockstep.steps() {
             if let Some((round, weights)) = &global
                 && trained != Some(*round)
             {
                 let mut local = weights.clone();
                 train(&mut local, &data, &training, &mut rng);
-                debug!(hospital = %lockstep.name, round, "trained");
+                debug!(hospital = %lockstep.name(), round, "trained");
                 let values = Values::new()
                     .with("weights", &local)
                     .and_then(|v| v.with("samples", &(data.len() as u64)))
@@ -163,7 +164,7 @@ fn newest_global(
         if let (Some(weights), Some(round)) = (weights, round) {
             if weights.len() != FEATURES + 1 {
                 return Err(LearningError::BadModel {
-                    federate: lockstep.name.clone(),
+                    federate: lockstep.name().to_owned(),
                     message: format!(
                         "the global model from `{}` has {} weights, expected {}",
                         reflection.sender,

@@ -31,9 +31,9 @@
 pub mod aggregator;
 pub mod hospital;
 pub mod learning;
-mod lockstep;
 mod rng;
 
+use federate_sdk::hosted::HostedError;
 use federate_sdk::hosted::{Hosted, HostedFn, HostedResult, ParamsError};
 use federate_sdk::{ObjectModel, SimDuration};
 
@@ -76,14 +76,8 @@ pub enum LearningError {
         message: String,
     },
     /// The federation refused or lost the federate, or a value did not decode.
-    #[error("federate `{federate}`: {source}")]
-    Federation {
-        /// The federate.
-        federate: String,
-        /// The SDK's error.
-        #[source]
-        source: federate_sdk::Error,
-    },
+    #[error(transparent)]
+    Federation(#[from] HostedError),
 }
 
 fn default_step() -> String {

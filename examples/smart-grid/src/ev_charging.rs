@@ -18,10 +18,10 @@ use federate_sdk::{SimDuration, SimTime, Values};
 use serde::Deserialize;
 use tracing::debug;
 
-use crate::lockstep::{self, LockStep};
 use crate::profile::DAY_STARTS_AT_HOUR;
 use crate::rng::SplitMix64;
 use crate::{GridError, default_step, step_param};
+use federate_sdk::hosted::{self, HostedError, LockStep};
 
 /// The fleet's parameters (`[federate.params]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -147,11 +147,12 @@ pub fn run(hosted: &Hosted) -> Result<EvReport, GridError> {
     }
     let lockstep = LockStep::join(
         hosted,
+        crate::model(),
         h,
         &["EV.State.net_kw", "EV.State.connected"],
         &["Utility.Tariff.price"],
     )?;
-    lockstep::run(lockstep, |lockstep| {
+    lockstep.run(|lockstep| {
         let cars = fleet(&params, lockstep.time(), h);
         Fleet {
             charger_kw: params.charger_kw,
@@ -171,16 +172,16 @@ struct Fleet {
 
 impl Fleet {
     fn run(mut self, lockstep: &mut LockStep, hosted: &Hosted) -> Result<EvReport, GridError> {
-        let state = lockstep.register("EV.State", false)?;
+        let state = lockstep.register("EV.State", &hosted.name)?;
         let initial = values(0.0, self.connected(lockstep.time()), hosted)?;
         let deliveries = lockstep.start(&hosted.expect, &[(&state, initial)])?;
         let mut price = self.price(lockstep, &deliveries, false)?;
 
         let mut power = Vec::new();
-        for _ in 0..lockstep.steps {
+        for _ in 0..lockstep.steps() {
             let now = lockstep.time();
-            let net_kw = self.charge(now, lockstep.h, price);
-            let end = now.saturating_add(lockstep.h);
+            let net_kw = self.charge(now, lockstep.h(), price);
+            let end = now.saturating_add(lockstep.h());
             power.push((end, net_kw));
             debug!(time = %now, net_kw, "charging");
             lockstep.publish(&state, values(net_kw, self.connected(end), hosted)?)?;
@@ -202,7 +203,12 @@ impl Fleet {
         deliveries: &[federate_sdk::Delivery],
         timestamped: bool,
     ) -> Result<Option<f64>, GridError> {
-        let prices = lockstep.reflected(deliveries, "Utility.Tariff", "price", timestamped)?;
+        let prices = lockstep.check(hosted::reflected(
+            deliveries,
+            "Utility.Tariff",
+            "price",
+            timestamped,
+        ))?;
         let newest = prices.last().map(|(_, price)| *price);
         if let Some(price) = newest {
             self.seen = Some(match self.seen {
@@ -262,8 +268,10 @@ fn values(net_kw: f64, connected: f64, hosted: &Hosted) -> Result<Values, GridEr
     Values::new()
         .with("net_kw", &net_kw)
         .and_then(|v| v.with("connected", &connected))
-        .map_err(|source| GridError::Federation {
-            federate: hosted.name.clone(),
-            source,
+        .map_err(|source| {
+            GridError::Federation(HostedError {
+                federate: hosted.name.clone(),
+                source,
+            })
         })
 }

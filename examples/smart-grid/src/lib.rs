@@ -41,12 +41,12 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod ev_charging;
-mod lockstep;
 pub mod profile;
 pub mod prosumer;
 mod rng;
 pub mod utility;
 
+use federate_sdk::hosted::HostedError;
 use federate_sdk::hosted::{Hosted, HostedFn, HostedResult, ParamsError};
 use federate_sdk::{ObjectModel, SimDuration, TimeError};
 
@@ -85,15 +85,9 @@ pub enum GridError {
         /// What is wrong with it.
         message: String,
     },
-    /// The federation refused or lost the federate.
-    #[error("federate `{federate}`: {source}")]
-    Federation {
-        /// The federate.
-        federate: String,
-        /// The SDK's error.
-        #[source]
-        source: federate_sdk::Error,
-    },
+    /// The federation refused or lost the federate, or a value did not decode.
+    #[error(transparent)]
+    Federation(#[from] HostedError),
 }
 
 /// Parses a step such as `"15min"`, `"1h"` or `"900s"`.

@@ -16,9 +16,9 @@ use federate_sdk::{SimTime, Values};
 use serde::Deserialize;
 use tracing::debug;
 
-use crate::lockstep::{self, LockStep};
 use crate::profile::{household_kw, mid_hour, pv_per_kwp};
 use crate::{GridError, default_step, step_param};
+use federate_sdk::hosted::{self, HostedError, LockStep};
 
 /// The prosumer's parameters (`[federate.params]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -117,11 +117,12 @@ pub fn run(hosted: &Hosted) -> Result<ProsumerReport, GridError> {
     check(hosted, &params)?;
     let lockstep = LockStep::join(
         hosted,
+        crate::model(),
         h,
         &["Prosumer.State.net_kw", "Prosumer.State.soc"],
         &["Utility.Tariff.price"],
     )?;
-    lockstep::run(lockstep, |lockstep| Home::new(params).run(lockstep, hosted))
+    lockstep.run(|lockstep| Home::new(params).run(lockstep, hosted))
 }
 
 fn check(hosted: &Hosted, params: &ProsumerParams) -> Result<(), GridError> {
@@ -170,8 +171,8 @@ impl Home {
         lockstep: &mut LockStep,
         hosted: &Hosted,
     ) -> Result<ProsumerReport, GridError> {
-        let hours = lockstep.h.as_secs_f64() / 3600.0;
-        let state = lockstep.register("Prosumer.State", false)?;
+        let hours = lockstep.h().as_secs_f64() / 3600.0;
+        let state = lockstep.register("Prosumer.State", &hosted.name)?;
         // Before the first step the battery is idle: the house draws its own net demand.
         let (load, pv) = self.house(lockstep.time(), hours);
         let initial = values(load - pv, self.soc, hosted)?;
@@ -180,7 +181,7 @@ impl Home {
 
         let mut steps = Vec::new();
         let mut battery_kwh = 0.0;
-        for _ in 0..lockstep.steps {
+        for _ in 0..lockstep.steps() {
             let now = lockstep.time();
             let (load, pv) = self.house(now, hours);
             let battery_kw = self.decide(price, pv - load);
@@ -191,7 +192,7 @@ impl Home {
             battery_kwh += kwh;
             let net_kw = load - pv + kwh / hours;
             debug!(time = %now, net_kw, soc = self.soc, ?price, "stepped");
-            steps.push((now.saturating_add(lockstep.h), net_kw, self.soc));
+            steps.push((now.saturating_add(lockstep.h()), net_kw, self.soc));
             lockstep.publish(&state, values(net_kw, self.soc, hosted)?)?;
             let deliveries = lockstep.step()?;
             if let Some(new) = newest_price(lockstep, &deliveries, true)? {
@@ -233,7 +234,12 @@ fn newest_price(
     deliveries: &[federate_sdk::Delivery],
     timestamped: bool,
 ) -> Result<Option<f64>, GridError> {
-    let prices = lockstep.reflected(deliveries, "Utility.Tariff", "price", timestamped)?;
+    let prices = lockstep.check(hosted::reflected(
+        deliveries,
+        "Utility.Tariff",
+        "price",
+        timestamped,
+    ))?;
     Ok(prices.last().map(|(_, price)| *price))
 }
 
@@ -241,8 +247,10 @@ fn values(net_kw: f64, soc: f64, hosted: &Hosted) -> Result<Values, GridError> {
     Values::new()
         .with("net_kw", &net_kw)
         .and_then(|v| v.with("soc", &soc))
-        .map_err(|source| GridError::Federation {
-            federate: hosted.name.clone(),
-            source,
+        .map_err(|source| {
+            GridError::Federation(HostedError {
+                federate: hosted.name.clone(),
+                source,
+            })
         })
 }

@@ -21,9 +21,9 @@ use federate_sdk::{Delivery, SimDuration, SimTime, Values};
 use serde::Deserialize;
 use tracing::debug;
 
-use crate::lockstep::{self, LockStep};
 use crate::profile::{clock, household_kw, household_range, mid_hour};
 use crate::{GridError, default_step, step_param};
+use federate_sdk::hosted::{self, HostedError, LockStep};
 
 /// The utility's parameters (`[federate.params]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +132,7 @@ pub fn run(hosted: &Hosted) -> Result<UtilityReport, GridError> {
     }
     let lockstep = LockStep::join(
         hosted,
+        crate::model(),
         h,
         &[
             "Utility.Tariff.price",
@@ -140,9 +141,7 @@ pub fn run(hosted: &Hosted) -> Result<UtilityReport, GridError> {
         ],
         &["Prosumer.State.net_kw", "EV.State.net_kw"],
     )?;
-    lockstep::run(lockstep, |lockstep| {
-        Utility::new(params).run(lockstep, hosted)
-    })
+    lockstep.run(|lockstep| Utility::new(params).run(lockstep, hosted))
 }
 
 struct Utility {
@@ -169,9 +168,12 @@ impl Utility {
     }
 
     fn run(mut self, lockstep: &mut LockStep, hosted: &Hosted) -> Result<UtilityReport, GridError> {
-        let hours = lockstep.h.as_secs_f64() / 3600.0;
-        let tariff = lockstep.register("Utility.Tariff", true)?;
-        let load = lockstep.register("Grid.Load", true)?;
+        let hours = lockstep.h().as_secs_f64() / 3600.0;
+        let tariff = lockstep.register(
+            "Utility.Tariff",
+            &format!("{}/Utility.Tariff", lockstep.name()),
+        )?;
+        let load = lockstep.register("Grid.Load", &format!("{}/Grid.Load", lockstep.name()))?;
 
         // The price over the first step goes out with the initial values.
         let mut price = self.price(lockstep.time(), hours);
@@ -183,14 +185,14 @@ impl Utility {
         self.flexible_estimate = self.net.values().sum();
 
         let mut samples = Vec::new();
-        for k in 0..=lockstep.steps {
+        for k in 0..=lockstep.steps() {
             let now = lockstep.time();
             if k > 0 {
-                let sample = self.sample(now, lockstep.h, price);
+                let sample = self.sample(now, lockstep.h(), price);
                 samples.push(sample);
                 // The last measurement would be stamped past the stop time: it stays in the
                 // report only.
-                if k < lockstep.steps {
+                if k < lockstep.steps() {
                     let values = Values::new()
                         .with("load_kw", &sample.load_kw)
                         .and_then(|v| v.with("base_kw", &sample.base_kw))
@@ -198,12 +200,12 @@ impl Utility {
                     lockstep.publish(&load, values)?;
                 }
             }
-            if k == lockstep.steps {
+            if k == lockstep.steps() {
                 break;
             }
             // The price over `[now + h, now + 2h]`, stamped `now + h`: in force from the next
             // grant on.
-            let next = self.price(now.saturating_add(lockstep.h), hours);
+            let next = self.price(now.saturating_add(lockstep.h()), hours);
             let values = Values::new()
                 .with("price", &next)
                 .map_err(|e| federation(hosted, e))?;
@@ -264,7 +266,9 @@ impl Utility {
             }
         }
         for class in ["Prosumer.State", "EV.State"] {
-            for (object, net_kw) in lockstep.reflected(deliveries, class, "net_kw", timestamped)? {
+            for (object, net_kw) in
+                lockstep.check(hosted::reflected(deliveries, class, "net_kw", timestamped))?
+            {
                 self.net.insert(object, net_kw);
             }
         }
@@ -273,8 +277,8 @@ impl Utility {
 }
 
 fn federation(hosted: &Hosted, source: federate_sdk::Error) -> GridError {
-    GridError::Federation {
+    GridError::Federation(HostedError {
         federate: hosted.name.clone(),
         source,
-    }
+    })
 }
