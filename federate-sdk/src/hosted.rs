@@ -10,7 +10,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fedtwin_core::{RtiError, SimTime};
+use fedtwin_core::{ObjectModel, RtiError, SimTime};
 use serde::de::DeserializeOwned;
 
 use crate::blocking::Federate;
@@ -32,6 +32,11 @@ pub struct Hosted {
     pub expect: Vec<String>,
     /// The federate's own table from the federation file (`[federate.params]`).
     pub params: toml::Table,
+    /// The federation's object model as the runner assembled it for the whole run (every
+    /// class of the FMU adapters, players and built-in federates it knows of), or `None` when
+    /// the federate's own model is the federation's. The engine refuses to create one
+    /// federation with two different models, so create it with [`Hosted::model_or`].
+    pub model: Option<ObjectModel>,
 }
 
 /// What a hosted federate returns: a one-line summary, or why it failed.
@@ -64,6 +69,12 @@ impl Hosted {
                 federate: self.name.clone(),
                 message: e.message().to_owned(),
             })
+    }
+
+    /// The object model to create the federation with: the runner's model of the whole run
+    /// when it has one (it contains `own`'s classes), else `own`.
+    pub fn model_or(&self, own: ObjectModel) -> ObjectModel {
+        self.model.clone().unwrap_or(own)
     }
 }
 
