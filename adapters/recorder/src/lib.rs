@@ -47,6 +47,17 @@ pub fn format_seconds(time: SimTime) -> String {
     format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
 }
 
+/// A value as CSV text: the shortest form that reads back as the same `f64` (Rust's `Display`
+/// and `LowerExp` both round-trip), in exponent form when plain digits would be long.
+pub fn format_number(value: f64) -> String {
+    let magnitude = value.abs();
+    if value != 0.0 && value.is_finite() && !(1e-4..1e15).contains(&magnitude) {
+        format!("{value:e}")
+    } else {
+        value.to_string()
+    }
+}
+
 /// A received value as a number (see the [crate documentation](crate)); `None` when the
 /// payload is neither an `f64` nor an unsigned integer.
 pub fn decode_number(bytes: &[u8]) -> Option<f64> {
@@ -71,6 +82,28 @@ mod tests {
         assert_eq!(format_seconds(SimTime::from_ticks(1)), "0.000000001");
         assert_eq!(format_seconds(SimTime::from_ticks(-2_500_000_000)), "-2.5");
         assert_eq!(format_seconds(SimTime::from_secs(86_400).unwrap()), "86400");
+    }
+
+    #[test]
+    fn numbers_round_trip_through_text() {
+        for value in [
+            0.0,
+            1.0,
+            -100.0,
+            0.1,
+            4.876568793176296e-15,
+            1e300,
+            -2.5e-5,
+            123.456,
+        ] {
+            let text = format_number(value);
+            assert_eq!(text.parse::<f64>().unwrap(), value, "{text}");
+        }
+        assert_eq!(format_number(1.0), "1");
+        assert_eq!(
+            format_number(4.876568793176296e-15),
+            "4.876568793176296e-15"
+        );
     }
 
     #[test]

@@ -6,19 +6,21 @@
 //! value at its timestamp; values sent without a timestamp (such as the initial values of the
 //! start barrier) are recorded at the recorder's time when they arrive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use federate_sdk::hosted::{self, START_TIMEOUT};
 use federate_sdk::{
-    Connector, Delivery, Error as FederateError, Federate, ObjectModel, RtiError, SimTime, blocking,
+    Connector, Delivery, Error as FederateError, Federate, ObjectInstanceHandle, ObjectModel,
+    RtiError, SimTime, blocking,
 };
 use tracing::{debug, info};
 
-use crate::decode_number;
 use crate::recording::Recording;
+use crate::{decode_number, format_number};
 
 /// What to record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -148,15 +150,16 @@ fn record(
     }
     let expected: Vec<&str> = config.expect.iter().map(String::as_str).collect();
     hosted::start_barrier(federate, &expected, |_| Ok(()))?;
+    let mut names = Names::default();
     let initial = federate.take_deliveries()?;
-    keep(config, recording, federate.time(), &initial);
+    keep(config, recording, &mut names, federate.time(), &initial);
     on_grant(federate.time());
 
     let mut grants = 0u64;
     while federate.time() < config.stop {
         let grant = federate.next_event(config.stop)?;
         grants += 1;
-        keep(config, recording, grant.time, &grant.deliveries);
+        keep(config, recording, &mut names, grant.time, &grant.deliveries);
         lock(recording).grant(grant.time);
         on_grant(grant.time);
     }
@@ -175,16 +178,27 @@ fn lock(recording: &Mutex<Recording>) -> std::sync::MutexGuard<'_, Recording> {
     recording.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Object names by handle, as discovered. Kept after an object is removed: a removal (such as
+/// the one that comes with its owner resigning) is delivered in receive order and can overtake
+/// timestamped reflections of the object still queued for the recorder, which the SDK then
+/// delivers under the handle's name instead of the object's.
+#[derive(Debug, Default)]
+struct Names(HashMap<ObjectInstanceHandle, Arc<str>>);
+
 /// Adds deliveries received at `now` to the recording.
 fn keep(
     config: &RecorderConfig,
     recording: &Mutex<Recording>,
+    names: &mut Names,
     now: SimTime,
     deliveries: &[Delivery],
 ) {
     let mut recording = lock(recording);
     for delivery in deliveries {
         match delivery {
+            Delivery::Discovered { object, .. } => {
+                names.0.insert(object.handle, object.name.clone());
+            }
             Delivery::Reflection(reflection) => {
                 let time = reflection.timestamp.unwrap_or(now);
                 for (attribute, payload) in reflection.values.iter() {
@@ -196,7 +210,11 @@ fn keep(
                         debug!(%path, "not a number; not recorded");
                         continue;
                     };
-                    let column = format!("{}.{attribute}", reflection.object.name);
+                    let object = names
+                        .0
+                        .get(&reflection.object.handle)
+                        .unwrap_or(&reflection.object.name);
+                    let column = format!("{object}.{attribute}");
                     recording.signal(time, &column, &path, value);
                 }
             }
@@ -207,8 +225,7 @@ fn keep(
                     .iter()
                     .map(|(name, payload)| {
                         let bytes = payload.as_bytes();
-                        let text =
-                            decode_number(bytes).map_or_else(|| hex(bytes), |v| v.to_string());
+                        let text = decode_number(bytes).map_or_else(|| hex(bytes), format_number);
                         (name.to_owned(), text)
                     })
                     .collect();

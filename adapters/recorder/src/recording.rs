@@ -9,7 +9,7 @@ use std::time::Duration;
 use fedtwin_core::SimTime;
 use serde::Serialize;
 
-use crate::format_seconds;
+use crate::{format_number, format_seconds};
 
 /// Everything recorded so far. Rows are keyed by time, so whatever order values arrive in, the
 /// files come out sorted; columns are sorted by name.
@@ -208,8 +208,7 @@ impl Recording {
             for column in self.columns.keys() {
                 line.push(',');
                 if let Some(value) = row.get(column) {
-                    // Rust's shortest round-trip form: reading it back gives the same f64.
-                    line.push_str(&value.to_string());
+                    line.push_str(&format_number(*value));
                 }
             }
             writeln!(out, "{line}")?;
