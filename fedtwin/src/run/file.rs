@@ -355,12 +355,38 @@ impl FederationFile {
             federates.push(FederateSpec { name, kind });
         }
 
+        // Only when every federate's classes are known can the recorded names be checked
+        // now; otherwise the recorder checks them against the federation once joined.
+        let complete = federates.iter().all(|f| match &f.kind {
+            Kind::Builtin { builtin, .. } => builtin_model_known(builtin),
+            Kind::Command(_) => false,
+            Kind::Fmu(_) | Kind::Player { .. } => true,
+        });
         let model = model.build();
         if let Some(Err(e)) = model.as_ref().map(ObjectModel::validate) {
             return Err(source.error(
                 raw.federation.name.span(),
                 format_args!("the federation's object model is invalid: {e}"),
             ));
+        }
+        if let (true, Some(record)) = (complete, &raw.record) {
+            let known = model.clone().unwrap_or_default();
+            for attribute in &record.attributes {
+                if let Err(e) = known.resolve_attribute(attribute.get_ref()) {
+                    return Err(source.error(
+                        attribute.span(),
+                        format_args!("cannot record `{}`: {e}", attribute.get_ref()),
+                    ));
+                }
+            }
+            for class in &record.interactions {
+                if let Err(e) = known.interaction_class(class.get_ref()) {
+                    return Err(source.error(
+                        class.span(),
+                        format_args!("cannot record `{}`: {e}", class.get_ref()),
+                    ));
+                }
+            }
         }
         Ok(Self {
             name,
@@ -579,6 +605,15 @@ fn lookup(
     })
 }
 
+/// Whether the runner knows the object model of `builtin`'s crate.
+fn builtin_model_known(builtin: &str) -> bool {
+    builtin.split_once('/').is_some_and(|(krate, _)| {
+        BUILTINS
+            .iter()
+            .any(|(k, _, model)| *k == krate && model.is_some())
+    })
+}
+
 /// The union of the classes every part of the run declares, in first-mention order; a class
 /// named twice gets the union of its attributes.
 #[derive(Debug, Default)]
@@ -634,5 +669,91 @@ fn add(classes: &mut Vec<(String, Vec<String>)>, name: &str, members: &[String])
         if !list.contains(member) {
             list.push(member.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FederationFile, FileError> {
+        FederationFile::parse(text, "federation.toml", Path::new(""))
+    }
+
+    const PING_PONG: &str = r#"
+[federation]
+name = "games"
+stop = "1.5min"
+on_federate_lost = "resign"
+
+[[object_class]]
+name = "Score.Board"
+attributes = ["points"]
+
+[[federate]]
+name = "a"
+builtin = "ping-pong/ping"
+[federate.params]
+step = "1s"
+
+[[federate]]
+name = "b"
+builtin = "ping-pong/pong"
+
+[record]
+attributes = ["Score.Board.points"]
+interactions = ["Ping", "Pong"]
+"#;
+
+    #[test]
+    fn reads_federates_record_and_the_run_model() {
+        let file = parse(PING_PONG).unwrap();
+        assert_eq!(file.name, "games");
+        assert_eq!(file.stop, SimTime::from_secs(90).unwrap());
+        assert_eq!(file.on_federate_lost, LossPolicy::Resign);
+        assert_eq!(file.expect(), ["a", "b", "recorder"]);
+        assert!(matches!(
+            &file.federates[0].kind,
+            Kind::Builtin { params, .. } if params.get("step").is_some()
+        ));
+        let model = file.model.unwrap();
+        let names: Vec<&str> = model
+            .object_classes
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(model.interaction_classes.iter().map(|c| c.name.as_str()))
+            .collect();
+        assert_eq!(names, ["Score.Board", "Ping", "Pong"]);
+    }
+
+    #[test]
+    fn checks_recorded_names_when_every_model_is_known() {
+        let text = PING_PONG.replace(
+            "interactions = [\"Ping\", \"Pong\"]",
+            "interactions = [\"Pang\"]",
+        );
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(
+            error.starts_with("federation.toml, line 23: cannot record `Pang`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn refuses_what_a_kind_does_not_take() {
+        let text = PING_PONG.replace("[federate.params]\nstep = \"1s\"", "class = \"X.Y\"");
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(
+            error.contains("line 14: `class` belongs to player federates"),
+            "{error}"
+        );
+
+        let text = PING_PONG.replace("name = \"b\"", "name = \"recorder\"");
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(error.contains("the recorder's name"), "{error}");
+
+        let text = PING_PONG.replace("\"resign\"", "\"retry\"");
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(error.contains("line 5: on_federate_lost"), "{error}");
     }
 }

@@ -230,6 +230,10 @@ impl Run {
                 return Ending::Interrupted;
             }
             if halt && results.iter().any(|r| matches!(r, Some(Err(_)))) {
+                // Reports already in also go into the summary (federates often fail together).
+                while let Ok((index, result)) = received.try_recv() {
+                    results[index] = Some(result);
+                }
                 progress.finish();
                 return Ending::Halted;
             }
@@ -283,8 +287,7 @@ impl Run {
                 };
                 let run = *run;
                 thread.spawn(move || {
-                    let result = run(hosted).map_err(|e| e.to_string());
-                    let _ = reports.send((index, result));
+                    reported(index, &reports, || run(hosted).map_err(|e| e.to_string()));
                 })
             }
             Kind::Fmu(config) => {
@@ -308,10 +311,11 @@ impl Run {
                         .collect();
                 }
                 thread.spawn(move || {
-                    let result = fedtwin_fmi::run(&config, connector)
-                        .map(|summary| fmu_summary(&summary))
-                        .map_err(|e| e.to_string());
-                    let _ = reports.send((index, result));
+                    reported(index, &reports, || {
+                        fedtwin_fmi::run(&config, connector)
+                            .map(|summary| fmu_summary(&summary))
+                            .map_err(|e| e.to_string())
+                    });
                 })
             }
             Kind::Player {
@@ -332,17 +336,15 @@ impl Run {
                 };
                 let table = table.clone();
                 thread.spawn(move || {
-                    let result = player::run(&config, &table).map_err(|e| e.to_string());
-                    let _ = reports.send((index, result));
+                    reported(index, &reports, || {
+                        player::run(&config, &table).map_err(|e| e.to_string())
+                    });
                 })
             }
             Kind::Command(command) => {
                 let child = self.spawn_child(&name, command, &expect)?;
                 let stop = self.stop_children.clone();
-                thread.spawn(move || {
-                    let result = watch(child, &stop);
-                    let _ = reports.send((index, result));
-                })
+                thread.spawn(move || reported(index, &reports, || watch(child, &stop)))
             }
         };
         spawned
@@ -365,11 +367,12 @@ impl Run {
         thread::Builder::new()
             .name("recorder".into())
             .spawn(move || {
-                let result = recorder::run(&config, &recording, |time| {
-                    progress.store(time.ticks(), Ordering::Relaxed);
-                })
-                .map_err(|e| e.to_string());
-                let _ = reports.send((index, result));
+                reported(index, &reports, || {
+                    recorder::run(&config, &recording, |time| {
+                        progress.store(time.ticks(), Ordering::Relaxed);
+                    })
+                    .map_err(|e| e.to_string())
+                });
             })
             .map(drop)
             .map_err(|e| format!("cannot start a thread: {e}"))
@@ -441,6 +444,21 @@ impl Run {
             }
         }
     }
+}
+
+/// Runs a participant and reports how it ended, a panic included: a participant that never
+/// reported would keep the run waiting for it.
+fn reported(index: usize, reports: &Sender<Report>, run: impl FnOnce() -> Result<String, String>) {
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".to_owned());
+            Err(format!("panicked: {message}"))
+        });
+    let _ = reports.send((index, result));
 }
 
 /// Waits for a child process, killing it when the run stops first.
