@@ -1,5 +1,8 @@
 //! `fedtwin run` end to end: federation files run by the built binary, on an embedded RTI (or
-//! the private daemon its command federates need), with real test FMUs.
+//! the private daemon its command federates need, or a daemon of the test's), with real test
+//! FMUs.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -376,4 +379,35 @@ attributes = ["Mass.State.x", "Spring.State.force"]
     assert_eq!(header, ["time_s", "mass.x", "spring.force"]);
     assert_eq!(rows.len(), 101);
     assert_eq!(rows[0], ["0", "1", "-100"]);
+}
+
+/// The same federation file against a running daemon: every federate, the recorder included,
+/// connects over QUIC with its own certificate.
+#[test]
+fn the_same_file_runs_against_a_daemon() {
+    let dir = scratch("daemon");
+    let certs = dir.join("certs");
+    let certs_arg = certs.to_str().unwrap();
+    common::ok(&common::fedtwin(&["certs", "init", "--dir", certs_arg]));
+    for name in ["rti", "mass", "spring", "recorder"] {
+        common::ok(&common::fedtwin(&[
+            "certs", "issue", "--dir", certs_arg, "--name", name,
+        ]));
+    }
+    std::fs::write(dir.join("rti.toml"), "[tls]\ndir = \"certs\"\n").unwrap();
+    let daemon = common::Daemon::start(&dir.join("rti.toml"));
+    let output = run(
+        &dir,
+        "federation.toml",
+        &["--rti", &daemon.address, "--certs", certs_arg],
+    );
+    let stdout = succeeded(&output);
+    assert!(
+        stdout.contains("mass: 500 steps of 0.01s, reached 5s"),
+        "{stdout}"
+    );
+    let (header, rows) = csv(&dir.join("out/signals.csv"));
+    assert_eq!(header, ["time_s", "mass.v", "mass.x", "spring.force"]);
+    assert_eq!(rows.len(), 501);
+    daemon.stop();
 }

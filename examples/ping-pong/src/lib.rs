@@ -48,7 +48,10 @@ fn hosted_pong(hosted: Hosted) -> HostedResult {
 fn play_hosted(hosted: &Hosted, role: Role) -> HostedResult {
     let params: Params = hosted.params()?;
     let step: SimDuration = params.step.parse().map_err(|e| {
-        format!("federate `{}`: step = \"{}\": {e}", hosted.name, params.step)
+        format!(
+            "federate `{}`: step = \"{}\": {e}",
+            hosted.name, params.step
+        )
     })?;
     if step.is_zero() {
         return Err(format!("federate `{}`: step must be positive", hosted.name).into());
