@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use fedtwin_core::LossPolicy;
 use fedtwin_rti::config::RtiConfig;
+use fedtwin_rti::policy::{Policy, Rule};
 use fedtwin_rti::tls::{self, Role};
 use tokio::sync::oneshot;
 use tracing::info;
@@ -24,7 +25,11 @@ pub(crate) struct PrivateDaemon {
 
 impl PrivateDaemon {
     /// Creates the CA and a certificate per name, then starts the daemon on 127.0.0.1.
-    pub(crate) fn start(names: &[String], on_federate_lost: LossPolicy) -> Result<Self, String> {
+    pub(crate) fn start(
+        federation: &str,
+        names: &[String],
+        on_federate_lost: LossPolicy,
+    ) -> Result<Self, String> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -36,11 +41,12 @@ impl PrivateDaemon {
             shutdown: None,
             thread: None,
         };
-        daemon.start_inner(names, on_federate_lost)
+        daemon.start_inner(federation, names, on_federate_lost)
     }
 
     fn start_inner(
         mut self,
+        federation: &str,
         names: &[String],
         on_federate_lost: LossPolicy,
     ) -> Result<Self, String> {
@@ -51,6 +57,21 @@ impl PrivateDaemon {
         let mut file = RtiConfig::default();
         file.tls.dir.clone_from(&self.certs);
         file.faults.on_federate_lost = on_federate_lost;
+        // The run's federates may do anything, in the run's federation only.
+        let all = || vec!["*".to_owned()];
+        file.policy = Some(Policy {
+            rules: vec![Rule {
+                identities: names.to_vec(),
+                federations: vec![federation.to_owned()],
+                create: true,
+                join: true,
+                publish: all(),
+                subscribe: all(),
+                send: all(),
+                sync_points: true,
+                administer: false,
+            }],
+        });
         let config = file.daemon_config(Some(self.address))?;
 
         let (shutdown, stopped) = oneshot::channel::<()>();

@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use federate_sdk::hosted::Hosted;
@@ -123,12 +123,13 @@ fn start_rti(
     if has_commands {
         // External programs cannot reach an RTI inside this process: run a daemon on loopback
         // for the whole run, with a throwaway CA and a certificate for every federate.
-        let daemon = PrivateDaemon::start(&file.expect(), file.on_federate_lost).map_err(|e| {
-            (
-                FAILED,
-                format!("private RTI for the command federates: {e}"),
-            )
-        })?;
+        let daemon = PrivateDaemon::start(&file.name, &file.expect(), file.on_federate_lost)
+            .map_err(|e| {
+                (
+                    FAILED,
+                    format!("private RTI for the command federates: {e}"),
+                )
+            })?;
         return Ok(Rti::Daemon {
             address: daemon.address(),
             certs: daemon.certs().to_path_buf(),
@@ -182,9 +183,12 @@ impl Run {
 
         // A participant that cannot even be started is reported like a failure, so that the
         // others, already waiting at the barrier, are stopped the same way.
+        let mut watchers = Vec::new();
         for (index, result) in results.iter_mut().enumerate().take(count - 1) {
-            if let Err(message) = self.launch(index, reports.clone()) {
-                *result = Some(Err(message));
+            match self.launch(index, reports.clone()) {
+                Ok(Some(watcher)) => watchers.push(watcher),
+                Ok(None) => {}
+                Err(message) => *result = Some(Err(message)),
             }
         }
         if let Err(message) = self.launch_recorder(count - 1, reports.clone()) {
@@ -194,6 +198,11 @@ impl Run {
 
         let ending = self.wait(&received, &mut results, interrupted);
         self.stop_children.store(true, Ordering::SeqCst);
+        // Each watcher kills its child within one poll; waiting for them leaves no program
+        // running after we exit. In-process federates still blocked end with the process.
+        for watcher in watchers {
+            let _ = watcher.join();
+        }
         let wall = started.elapsed();
 
         let mut code = match ending {
@@ -267,8 +276,13 @@ impl Run {
             .map_or(self.file.recorder.as_str(), |f| f.name.as_str())
     }
 
-    /// Starts federate `index` on its thread or as a child process.
-    fn launch(&self, index: usize, reports: Sender<Report>) -> Result<(), String> {
+    /// Starts federate `index` on its thread, or as a child process; then returns the thread
+    /// watching the child.
+    fn launch(
+        &self,
+        index: usize,
+        reports: Sender<Report>,
+    ) -> Result<Option<JoinHandle<()>>, String> {
         let spec = &self.file.federates[index];
         let name = spec.name.clone();
         let connector = self.rti.connector(&name)?;
@@ -344,11 +358,14 @@ impl Run {
             Kind::Command(command) => {
                 let child = self.spawn_child(&name, command, &expect)?;
                 let stop = self.stop_children.clone();
-                thread.spawn(move || reported(index, &reports, || watch(child, &stop)))
+                return thread
+                    .spawn(move || reported(index, &reports, || watch(child, &stop)))
+                    .map(Some)
+                    .map_err(|e| format!("cannot start a thread: {e}"));
             }
         };
         spawned
-            .map(drop)
+            .map(|_| None)
             .map_err(|e| format!("cannot start a thread: {e}"))
     }
 
