@@ -6,6 +6,34 @@
 //! the stop time, its parameters from the federation file), joins, runs to the stop time and
 //! returns a one-line summary. A failure is returned, never panicked, so that the runner can
 //! name the federate and its message.
+//!
+//! ```no_run
+//! use federate_sdk::hosted::{self, Hosted, HostedResult};
+//! use federate_sdk::{Federate, ObjectModel, SimDuration, Values};
+//!
+//! fn meter(hosted: Hosted) -> HostedResult {
+//!     let own = ObjectModel::new().with_object_class("Grid.Meter", ["kw"]);
+//!     let step = SimDuration::from_secs(1)?;
+//!     let mut federate = Federate::builder(&hosted.federation, &hosted.name)
+//!         .create_federation(hosted.model_or(own)) // the run's model when mixed with others
+//!         .time_regulating(step)
+//!         .time_constrained()
+//!         .join_blocking(hosted.connector.clone())?;
+//!     federate.publish(&["Grid.Meter.kw"])?;
+//!     let meter = federate.register_object("Grid.Meter", Some(&hosted.name))?;
+//!     let expected: Vec<&str> = hosted.expect.iter().map(String::as_str).collect();
+//!     hosted::start_barrier(&mut federate, &expected, |federate| {
+//!         federate.update(&meter, Values::new().with("kw", &0.0)?, None) // initial value
+//!     })?;
+//!     while federate.time() < hosted.stop {
+//!         let next = federate.time().checked_add(step)?;
+//!         federate.update(&meter, Values::new().with("kw", &1.5)?, Some(next))?;
+//!         federate.step(step)?;
+//!     }
+//!     federate.resign()?;
+//!     Ok(format!("metered until {}", hosted.stop))
+//! }
+//! ```
 
 use std::thread;
 use std::time::{Duration, Instant};
