@@ -411,3 +411,49 @@ fn the_same_file_runs_against_a_daemon() {
     assert_eq!(rows.len(), 501);
     daemon.stop();
 }
+
+/// Ctrl-C (SIGINT) stops a run that would go on for hours: what was recorded is written and the
+/// exit code is 130.
+#[test]
+fn an_interrupted_run_keeps_what_was_recorded_and_exits_with_130() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = scratch("interrupt");
+    let endless = std::fs::read_to_string(dir.join("federation.toml"))
+        .unwrap()
+        .replace("stop = \"5s\"", "stop = \"1000000s\"");
+    std::fs::write(dir.join("endless.toml"), endless).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedtwin"))
+        .args(["--log", "info", "run"])
+        .arg(dir.join("endless.toml"))
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the runner reports simulated time past zero (its progress line, every two
+    // seconds without a terminal): the recorder then has rows.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        if line.contains("simulated time") && !line.contains("time=0s") {
+            break;
+        }
+    }
+    // Keep reading, as a terminal would, so that the run's last messages have somewhere to go.
+    let rest = std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>());
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let messages = rest.join().unwrap().join("\n");
+    assert_eq!(output.status.code(), Some(130), "{messages}");
+    assert!(
+        messages.contains("interrupted: stopping the federation"),
+        "{messages}"
+    );
+    let (header, rows) = csv(&dir.join("out/signals.csv"));
+    assert_eq!(header, ["time_s", "mass.v", "mass.x", "spring.force"]);
+    assert_eq!(rows[0], ["0", "0", "1", "-100"]);
+}

@@ -5,6 +5,23 @@
 //! ([`federate_sdk::hosted::start_barrier`]) and run to the stop time. The recorder's grants
 //! drive the progress display. Exit codes: [`OK`], [`FAILED`], [`INVALID`], [`INTERRUPTED`].
 
+/// Like `println!`, but a closed standard output (`fedtwin run ... | head`) is not a panic: the
+/// run's results are in its files either way.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Like `eprintln!`, without the panic on a closed standard error.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod daemon;
 pub(crate) mod file;
 
@@ -78,7 +95,7 @@ pub(crate) fn main(args: &RunArgs, interrupt: impl FnOnce(Arc<AtomicBool>)) -> E
     let file = match FederationFile::load(&args.file) {
         Ok(file) => file,
         Err(error) => {
-            eprintln!("error: {error}");
+            complain!("error: {error}");
             return ExitCode::from(INVALID);
         }
     };
@@ -94,7 +111,7 @@ pub(crate) fn main(args: &RunArgs, interrupt: impl FnOnce(Arc<AtomicBool>)) -> E
     let rti = match start_rti(&file, args, has_commands) {
         Ok(rti) => rti,
         Err((code, message)) => {
-            eprintln!("error: {message}");
+            complain!("error: {message}");
             return ExitCode::from(code);
         }
     };
@@ -207,7 +224,7 @@ impl Run {
 
         let mut code = match ending {
             Ending::Interrupted => {
-                eprintln!("interrupted: stopping the federation and keeping what was recorded");
+                complain!("interrupted: stopping the federation and keeping what was recorded");
                 INTERRUPTED
             }
             Ending::Halted => FAILED,
@@ -215,7 +232,7 @@ impl Run {
             Ending::Finished => OK,
         };
         if let Err(message) = self.write(args, wall) {
-            eprintln!("error: {message}");
+            complain!("error: {message}");
             if code == OK {
                 code = FAILED;
             }
@@ -435,7 +452,7 @@ impl Run {
         let written = recording
             .write(&args.out, wall)
             .map_err(|(path, e)| format!("cannot write {}: {e}", path.display()))?;
-        println!(
+        say!(
             "recorded {} rows of {} signals: {}",
             recording.rows(),
             recording.columns().count(),
@@ -444,7 +461,7 @@ impl Run {
         if args.plot {
             let charts = plot::plot(&recording, &args.out).map_err(|e| e.to_string())?;
             for chart in charts {
-                println!("plot: {}", chart.display());
+                say!("plot: {}", chart.display());
             }
         }
         Ok(())
@@ -455,9 +472,9 @@ impl Run {
         for (index, result) in results.iter().enumerate() {
             let name = self.name(index);
             match result {
-                Some(Ok(summary)) => println!("{name}: {summary}"),
-                Some(Err(message)) => eprintln!("error: federate `{name}`: {message}"),
-                None => println!("{name}: stopped before the end"),
+                Some(Ok(summary)) => say!("{name}: {summary}"),
+                Some(Err(message)) => complain!("error: federate `{name}`: {message}"),
+                None => say!("{name}: stopped before the end"),
             }
         }
     }
