@@ -606,7 +606,7 @@ fn lookup(
 }
 
 /// Whether the runner knows the object model of `builtin`'s crate.
-fn builtin_model_known(builtin: &str) -> bool {
+pub(crate) fn builtin_model_known(builtin: &str) -> bool {
     builtin.split_once('/').is_some_and(|(krate, _)| {
         BUILTINS
             .iter()

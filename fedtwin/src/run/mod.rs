@@ -39,7 +39,7 @@ use federate_sdk::{Connector, EmbeddedRti, SimTime, TlsFiles};
 use fedtwin_core::LossPolicy;
 use fedtwin_fmi::RunSummary;
 use fedtwin_recorder::{PlayerConfig, RecorderConfig, Recording, player, plot, recorder};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use self::daemon::PrivateDaemon;
 use self::file::{FederationFile, Kind};
@@ -99,6 +99,22 @@ pub(crate) fn main(args: &RunArgs, interrupt: impl FnOnce(Arc<AtomicBool>)) -> E
             return ExitCode::from(INVALID);
         }
     };
+    if file.model.is_some() {
+        for federate in &file.federates {
+            if let Kind::Builtin { builtin, .. } = &federate.kind
+                && !file::builtin_model_known(builtin)
+            {
+                // Such a federate creates the federation with the run's model, which then
+                // lacks its own classes unless the file declares them.
+                warn!(
+                    federate = %federate.name,
+                    "the runner does not know the object model of `{builtin}`: declare the \
+                     classes it uses with [[object_class]] / [[interaction_class]] in {}",
+                    args.file.display()
+                );
+            }
+        }
+    }
     let base = args
         .file
         .parent()
