@@ -283,7 +283,8 @@ impl fmt::Debug for SimDuration {
     }
 }
 
-/// Parses decimal text with a unit into ticks, exactly (no floating point).
+/// Parses decimal text with a unit (`h`, `min`, `s`, `ms`, `us`, `ns`; none means seconds) into
+/// ticks, exactly (no floating point).
 fn parse_ticks(text: &str) -> Result<i64, TimeError> {
     let syntax = || TimeError::Syntax {
         text: text.to_owned(),
@@ -291,6 +292,19 @@ fn parse_ticks(text: &str) -> Result<i64, TimeError> {
     let trimmed = text.trim();
     if trimmed == "end" {
         return Ok(i64::MAX);
+    }
+    // Hours and minutes are whole multiples of a second: parse the number in seconds and
+    // multiply exactly, so that "1.5h" is 5400 s to the tick.
+    for (suffix, seconds) in [("h", 3600i128), ("min", 60)] {
+        if let Some(n) = trimmed.strip_suffix(suffix) {
+            let n = n.trim_end();
+            if n.ends_with(|c: char| !c.is_ascii_digit() && c != '.') {
+                return Err(syntax());
+            }
+            let in_seconds = parse_ticks(&format!("{n}s"))?;
+            return i64::try_from(i128::from(in_seconds) * seconds)
+                .map_err(|_| overflow(text.to_owned()));
+        }
     }
     let (number, scale_digits) = if let Some(n) = trimmed.strip_suffix("ns") {
         (n, 0u32)
@@ -396,11 +410,40 @@ mod tests {
             Ok(SimTime::from_ticks(-2_000_000_000))
         );
         assert_eq!("end".parse::<SimTime>(), Ok(SimTime::END));
+        assert_eq!(
+            "24h".parse::<SimTime>(),
+            Ok(SimTime::from_ticks(86_400_000_000_000))
+        );
+        assert_eq!(
+            "1.5h".parse::<SimDuration>(),
+            Ok(SimDuration::from_ticks(5_400_000_000_000))
+        );
+        assert_eq!(
+            "15min".parse::<SimDuration>(),
+            Ok(SimDuration::from_ticks(900_000_000_000))
+        );
+        assert_eq!(
+            "-2min".parse::<SimTime>(),
+            Ok(SimTime::from_ticks(-120_000_000_000))
+        );
     }
 
     #[test]
     fn refuses_bad_text() {
-        for text in ["", "s", "1.2.3", "abc", "1.0000000001", "0.5ns", "--1"] {
+        for text in [
+            "",
+            "s",
+            "1.2.3",
+            "abc",
+            "1.0000000001",
+            "0.5ns",
+            "--1",
+            "h",
+            "min",
+            "1msh",
+            "1smin",
+            "0.0000000000001h",
+        ] {
             assert!(
                 matches!(text.parse::<SimTime>(), Err(TimeError::Syntax { .. })),
                 "{text:?} parsed"

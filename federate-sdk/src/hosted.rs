@@ -6,6 +6,34 @@
 //! the stop time, its parameters from the federation file), joins, runs to the stop time and
 //! returns a one-line summary. A failure is returned, never panicked, so that the runner can
 //! name the federate and its message.
+//!
+//! ```no_run
+//! use federate_sdk::hosted::{self, Hosted, HostedResult};
+//! use federate_sdk::{Federate, ObjectModel, SimDuration, Values};
+//!
+//! fn meter(hosted: Hosted) -> HostedResult {
+//!     let own = ObjectModel::new().with_object_class("Grid.Meter", ["kw"]);
+//!     let step = SimDuration::from_secs(1)?;
+//!     let mut federate = Federate::builder(&hosted.federation, &hosted.name)
+//!         .create_federation(hosted.model_or(own)) // the run's model when mixed with others
+//!         .time_regulating(step)
+//!         .time_constrained()
+//!         .join_blocking(hosted.connector.clone())?;
+//!     federate.publish(&["Grid.Meter.kw"])?;
+//!     let meter = federate.register_object("Grid.Meter", Some(&hosted.name))?;
+//!     let expected: Vec<&str> = hosted.expect.iter().map(String::as_str).collect();
+//!     hosted::start_barrier(&mut federate, &expected, |federate| {
+//!         federate.update(&meter, Values::new().with("kw", &0.0)?, None) // initial value
+//!     })?;
+//!     while federate.time() < hosted.stop {
+//!         let next = federate.time().checked_add(step)?;
+//!         federate.update(&meter, Values::new().with("kw", &1.5)?, Some(next))?;
+//!         federate.step(step)?;
+//!     }
+//!     federate.resign()?;
+//!     Ok(format!("metered until {}", hosted.stop))
+//! }
+//! ```
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,6 +61,11 @@ pub struct Hosted {
     pub expect: Vec<String>,
     /// The federate's own table from the federation file (`[federate.params]`).
     pub params: toml::Table,
+    /// The federation's object model as the runner assembled it for the whole run (every
+    /// class of the FMU adapters, players and built-in federates it knows of), or `None` when
+    /// the federate's own model is the federation's. The engine refuses to create one
+    /// federation with two different models, so create it with [`Hosted::model_or`].
+    pub model: Option<ObjectModel>,
 }
 
 /// What a hosted federate returns: a one-line summary, or why it failed.
@@ -65,6 +98,12 @@ impl Hosted {
                 federate: self.name.clone(),
                 message: e.message().to_owned(),
             })
+    }
+
+    /// The object model to create the federation with: the runner's model of the whole run
+    /// when it has one (it contains `own`'s classes), else `own`.
+    pub fn model_or(&self, own: ObjectModel) -> ObjectModel {
+        self.model.clone().unwrap_or(own)
     }
 }
 
@@ -156,8 +195,9 @@ pub struct LockStep {
 }
 
 impl LockStep {
-    /// Joins the federation of `hosted` (creating it with `model` if missing), then publishes
-    /// and subscribes the attributes named `Class.attribute`.
+    /// Joins the federation of `hosted` (creating it, if missing, with the run's model or else
+    /// `model`: see [`Hosted::model_or`]), then publishes and subscribes the attributes named
+    /// `Class.attribute`.
     ///
     /// # Errors
     ///
@@ -170,7 +210,7 @@ impl LockStep {
         subscribe: &[&str],
     ) -> std::result::Result<Self, HostedError> {
         let joined = crate::Federate::builder(&hosted.federation, &hosted.name)
-            .create_federation(model)
+            .create_federation(hosted.model_or(model))
             .time_regulating(h)
             .time_constrained()
             .join_blocking(hosted.connector.clone());

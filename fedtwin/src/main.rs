@@ -1,11 +1,16 @@
 //! `fedtwin`: the one user-facing command.
 //!
-//! Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad usage.
+//! Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad usage; `run`
+//! also exits with 130 when interrupted.
+
+mod run;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use federate_sdk::{Admin, Connector, EmbeddedRti, SimDuration, TlsFiles};
@@ -77,6 +82,26 @@ enum Command {
         /// Adapter configuration (adapter.toml); repeat for several FMUs in one process.
         #[arg(long, required = true)]
         config: Vec<PathBuf>,
+    },
+    /// Runs a whole federation described by a federation.toml: FMUs, built-in federates,
+    /// external programs and CSV players, with a recorder writing CSV (and, with --plot, SVG
+    /// charts). Exit codes: 0 ok, 1 a federate failed, 2 invalid file or arguments, 130
+    /// interrupted.
+    Run {
+        /// The federation file.
+        file: PathBuf,
+        /// A daemon to run against (quic://host:port); embedded when absent.
+        #[arg(long)]
+        rti: Option<String>,
+        /// With --rti: folder with ca.pem and a certificate per federate (and the recorder).
+        #[arg(long, default_value = "certs")]
+        certs: PathBuf,
+        /// Folder for signals.csv, interactions.csv, summary.json and the plots.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Also draw an SVG chart per recorded attribute.
+        #[arg(long)]
+        plot: bool,
     },
     /// Runs a built-in example federation.
     Example {
@@ -173,6 +198,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log, cli.log_format);
     let outcome = match cli.command {
+        Command::Run {
+            file,
+            rti,
+            certs,
+            out,
+            plot,
+        } => {
+            let args = run::RunArgs {
+                file,
+                rti,
+                certs,
+                out,
+                plot,
+            };
+            return run::main(&args, watch_interrupt);
+        }
         Command::Rti {
             listen,
             config,
@@ -246,6 +287,21 @@ fn run_rti(
         .await
         .map_err(|e| e.to_string())
     })
+}
+
+/// Sets `interrupted` on SIGINT or SIGTERM, from a thread of its own (the run's threads block).
+fn watch_interrupt(interrupted: Arc<AtomicBool>) {
+    let watcher = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Ok(runtime) = runtime() {
+                runtime.block_on(shutdown_signal());
+                interrupted.store(true, Ordering::SeqCst);
+            }
+        });
+    if let Err(e) = watcher {
+        tracing::warn!("cannot watch for Ctrl-C: {e}");
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -129,6 +129,10 @@ pub struct AdapterConfig {
     pub subscribe: Vec<Subscription>,
     /// The federation's object model: classes with their attributes.
     pub object_classes: Vec<(String, Vec<String>)>,
+    /// Interaction classes with their parameters. The file has none (an FMU neither sends nor
+    /// receives interactions); a runner sets them so that the adapter creates the federation
+    /// with the same model as the other federates of the run.
+    pub interaction_classes: Vec<(String, Vec<String>)>,
     /// Ask the FMU to log everything (as `tracing` debug events).
     pub fmu_logging: bool,
 }
@@ -493,16 +497,23 @@ impl AdapterConfig {
             publish,
             subscribe,
             object_classes,
+            interaction_classes: Vec::new(),
             fmu_logging: raw.fmu_logging,
         })
     }
 
     /// The federation's object model.
     pub fn object_model(&self) -> ObjectModel {
-        self.object_classes
+        let model =
+            self.object_classes
+                .iter()
+                .fold(ObjectModel::new(), |model, (name, attributes)| {
+                    model.with_object_class(name, attributes.iter().map(String::as_str))
+                });
+        self.interaction_classes
             .iter()
-            .fold(ObjectModel::new(), |model, (name, attributes)| {
-                model.with_object_class(name, attributes.iter().map(String::as_str))
+            .fold(model, |model, (name, parameters)| {
+                model.with_interaction_class(name, parameters.iter().map(String::as_str))
             })
     }
 

@@ -120,6 +120,7 @@ mod tests {
             stop: SimTime::from_secs(2).unwrap(),
             expect: Vec::new(),
             params: toml::from_str(params).unwrap(),
+            model: None,
         }
     }
 

@@ -24,6 +24,7 @@ fn hosted(connector: &Connector, name: &str, params: &str, stop_secs: i64) -> Ho
         stop: SimTime::from_secs(stop_secs).unwrap(),
         expect,
         params: toml::from_str(params).unwrap(),
+        model: None,
     }
 }
 
@@ -124,6 +125,7 @@ fn the_federation_file_names_existing_federates_with_valid_params() {
         names.push(name);
         let hosted = Hosted {
             params: federate["params"].as_table().unwrap().clone(),
+            model: None,
             ..hosted(&connector, name, "", 20)
         };
         match federate["builtin"].as_str().unwrap() {

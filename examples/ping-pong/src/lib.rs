@@ -11,10 +11,87 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use federate_sdk::hosted::{self, Hosted, HostedFn, HostedResult};
 use federate_sdk::{
     Connector, EmbeddedRti, Error, Federate, ObjectModel, RtiError, SimDuration, SimTime, Values,
     blocking,
 };
+
+/// The federates this example offers to `fedtwin run` (`builtin = "ping-pong/ping"` and
+/// `"ping-pong/pong"`). Parameters: `step` (step and lookahead, default `"100ms"`). Each runs
+/// from the start barrier to the stop time; the federate names are free, the two roles find
+/// each other through the `Ping` and `Pong` interactions.
+pub const FEDERATES: &[(&str, HostedFn)] = &[("ping", hosted_ping), ("pong", hosted_pong)];
+
+/// Parameters of a hosted ping or pong.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    #[serde(default = "default_step")]
+    step: String,
+}
+
+fn default_step() -> String {
+    "100ms".to_owned()
+}
+
+fn hosted_ping(hosted: Hosted) -> HostedResult {
+    play_hosted(&hosted, Role::Ping)
+}
+
+fn hosted_pong(hosted: Hosted) -> HostedResult {
+    play_hosted(&hosted, Role::Pong)
+}
+
+/// One side under a runner: same exchange as [`play`], with the runner's names, start barrier
+/// and stop time.
+fn play_hosted(hosted: &Hosted, role: Role) -> HostedResult {
+    let params: Params = hosted.params()?;
+    let step: SimDuration = params.step.parse().map_err(|e| {
+        format!(
+            "federate `{}`: step = \"{}\": {e}",
+            hosted.name, params.step
+        )
+    })?;
+    if step.is_zero() {
+        return Err(format!("federate `{}`: step must be positive", hosted.name).into());
+    }
+    let (sends, receives) = match role {
+        Role::Ping => ("Ping", "Pong"),
+        Role::Pong => ("Pong", "Ping"),
+    };
+    let mut federate = Federate::builder(&hosted.federation, &hosted.name)
+        .create_federation(hosted.model_or(model()))
+        .time_regulating(step)
+        .time_constrained()
+        .join_blocking(hosted.connector.clone())?;
+    federate.publish_interaction(sends)?;
+    federate.subscribe_interaction(receives)?;
+    let expected: Vec<&str> = hosted.expect.iter().map(String::as_str).collect();
+    hosted::start_barrier(&mut federate, &expected, |_| Ok(()))?;
+
+    let mut to_send = (role == Role::Ping).then_some(0u64);
+    let (mut steps, mut last) = (0u64, None);
+    while federate.time() < hosted.stop {
+        if let Some(count) = to_send.take() {
+            let at = federate.time().checked_add(step)?;
+            federate.send_interaction(sends, Values::new().with("count", &count)?, Some(at))?;
+        }
+        let grant = federate.step(step)?;
+        steps += 1;
+        for interaction in grant.interactions() {
+            let count: u64 = interaction.parameters.get("count")?;
+            last = Some(count);
+            to_send = Some(count + 1);
+        }
+    }
+    let time = federate.time();
+    federate.resign()?;
+    Ok(match last {
+        Some(count) => format!("{steps} steps to {time}, last count received {count}"),
+        None => format!("{steps} steps to {time}, nothing received"),
+    })
+}
 
 /// One grant seen by one federate.
 #[derive(Debug, Clone, PartialEq)]

@@ -161,6 +161,7 @@ mod tests {
             stop: SimTime::from_secs(3600).unwrap(),
             expect: Vec::new(),
             params: toml::from_str(params).unwrap(),
+            model: None,
         }
     }
 

@@ -35,6 +35,7 @@ fn hosted(connector: &Connector, name: &str, params: &str) -> Hosted {
         stop: SimTime::from_secs(86_400).unwrap(),
         expect: NAMES.iter().map(|n| (*n).to_owned()).collect(),
         params: toml::from_str(params).unwrap(),
+        model: None,
     }
 }
 
@@ -112,6 +113,7 @@ fn federation_files_name_existing_federates_with_valid_params() {
                 .unwrap_or_default();
             let hosted = Hosted {
                 params,
+                model: None,
                 ..hosted(&Connector::from(EmbeddedRti::start().unwrap()), name, "")
             };
             match federate.get("builtin").and_then(|b| b.as_str()) {
