@@ -169,10 +169,12 @@ fn start_rti(
             _private: Some(daemon),
         });
     }
-    // TODO(engine): the embedded RTI takes no fault settings yet, so `on_federate_lost` does
-    // not reach its engine (it always resigns a lost federate); the runner still stops the
-    // run at the first failure under `halt`.
-    EmbeddedRti::start()
+    // The file's loss policy reaches the engine, which also logs a stalled federation.
+    let faults = fedtwin_rti::FaultSettings {
+        on_federate_lost: file.on_federate_lost,
+        ..fedtwin_rti::FaultSettings::default()
+    };
+    EmbeddedRti::start_with(faults)
         .map(Rti::Embedded)
         .map_err(|e| (FAILED, format!("cannot start the embedded RTI: {e}")))
 }
