@@ -29,7 +29,7 @@ struct Federate {
     name: Arc<str>,
     connection: ConnectionId,
     queue: BTreeMap<QueueKey, Callback>,
-    /// Timestamped messages sent so far: the sequence number of the next one.
+    /// Timestamped messages sent so far, which is also the sequence number of the last one.
     sent: u64,
     owned: BTreeSet<ObjectInstanceHandle>,
     peer: Peer,
@@ -246,18 +246,45 @@ impl Federation {
         let Some(federate) = self.federates.get_mut(id as usize).and_then(Option::take) else {
             return;
         };
+        // Sequence numbers after the federate's last timestamped message.
+        let mut seq = federate.sent;
         for object in &federate.owned {
             if let Some(removed) = self.objects.remove(object) {
                 self.object_names.remove(&removed.name);
-                let callback = Callback::RemoveObject {
-                    object: *object,
-                    timestamp: None,
-                    order: Order::Receive,
-                    sender: federate.name.clone(),
-                };
-                for &subscriber in self.classes[removed.class.0 as usize].subscribers.keys() {
-                    if subscriber != id {
-                        self.send_now(subscriber, callback.clone(), out);
+                let subscribers: Vec<FederateId> = self.classes[removed.class.0 as usize]
+                    .subscribers
+                    .keys()
+                    .copied()
+                    .filter(|&s| s != id)
+                    .collect();
+                for subscriber in subscribers {
+                    // A constrained subscriber may still have this federate's timestamped
+                    // messages queued: the removal goes behind the last of them, so that no
+                    // update arrives after its object was removed.
+                    let last = self
+                        .federates
+                        .get(subscriber as usize)
+                        .and_then(Option::as_ref)
+                        .and_then(|s| {
+                            s.queue
+                                .keys()
+                                .filter(|(_, sender, _)| *sender == federate.name)
+                                .map(|(time, _, _)| *time)
+                                .max()
+                        });
+                    let callback = |timestamp, order| Callback::RemoveObject {
+                        object: *object,
+                        timestamp,
+                        order,
+                        sender: federate.name.clone(),
+                    };
+                    match last {
+                        Some(time) => {
+                            seq += 1;
+                            let key = (time, federate.name.clone(), seq);
+                            self.enqueue(subscriber, key, callback(Some(time), Order::Timestamp));
+                        }
+                        None => self.send_now(subscriber, callback(None, Order::Receive), out),
                     }
                 }
             }

@@ -256,6 +256,86 @@ fn objects_are_discovered_reflected_and_removed() {
     assert_eq!(h.engine.status("grid", h.now).unwrap().objects, 0);
 }
 
+/// An owner that resigns with timestamped updates still queued for a constrained subscriber:
+/// the removal comes after them, in timestamp order, never before its object's last update.
+#[test]
+fn a_removal_at_resign_follows_the_queued_updates_of_its_object() {
+    let mut h = Harness::new();
+    h.create("grid", model());
+    let owner = h.join("grid", "owner", Some(SimDuration::from_ticks(1)), false);
+    let watcher = h.join("grid", "watcher", None, true);
+    let bus = ObjectClassHandle(0);
+    let voltage = AttributeHandle(0);
+    h.request(
+        watcher,
+        Request::SubscribeObjectClass {
+            class: bus,
+            attributes: vec![voltage],
+        },
+    )
+    .unwrap();
+    h.request(
+        owner,
+        Request::PublishObjectClass {
+            class: bus,
+            attributes: vec![voltage],
+        },
+    )
+    .unwrap();
+    let Ok(Response::ObjectRegistered { object, .. }) = h.request(
+        owner,
+        Request::RegisterObject {
+            class: bus,
+            name: Some("bus7".into()),
+        },
+    ) else {
+        panic!("register failed")
+    };
+    for at in [5, 8] {
+        h.request(
+            owner,
+            Request::UpdateAttributes {
+                object,
+                values: vec![(voltage, Payload::from(vec![at as u8]))],
+                timestamp: Some(t(at)),
+            },
+        )
+        .unwrap();
+    }
+    h.callbacks(watcher);
+    h.request(owner, Request::Resign).unwrap();
+    assert!(
+        h.callbacks(watcher).is_empty(),
+        "nothing overtakes the queued updates"
+    );
+    h.request(watcher, advance(AdvanceKind::TimeAdvance, 10))
+        .unwrap();
+    let delivered: Vec<(&str, Option<SimTime>)> = h
+        .callbacks(watcher)
+        .iter()
+        .map(|c| match c {
+            Callback::Reflect { timestamp, .. } => ("reflect", *timestamp),
+            Callback::RemoveObject {
+                timestamp, order, ..
+            } => {
+                assert_eq!(*order, Order::Timestamp);
+                ("remove", *timestamp)
+            }
+            Callback::TimeAdvanceGrant { time, .. } => ("grant", Some(*time)),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        vec![
+            ("reflect", Some(t(5))),
+            ("reflect", Some(t(8))),
+            ("remove", Some(t(8))),
+            ("grant", Some(t(10))),
+        ]
+    );
+}
+
 /// A synchronization point releases everyone only when the last member achieves it, and a
 /// resigning member no longer holds it.
 #[test]
