@@ -21,7 +21,7 @@ use tracing::debug;
 use crate::profile::DAY_STARTS_AT_HOUR;
 use crate::rng::SplitMix64;
 use crate::{GridError, default_step, step_param};
-use federate_sdk::hosted::{self, HostedError, LockStep};
+use federate_sdk::hosted::{HostedError, LockStep};
 
 /// The fleet's parameters (`[federate.params]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -203,13 +203,7 @@ impl Fleet {
         deliveries: &[federate_sdk::Delivery],
         timestamped: bool,
     ) -> Result<Option<f64>, GridError> {
-        let prices = lockstep.check(hosted::reflected(
-            deliveries,
-            "Utility.Tariff",
-            "price",
-            timestamped,
-        ))?;
-        let newest = prices.last().map(|(_, price)| *price);
+        let newest = crate::newest_price(lockstep, deliveries, timestamped)?;
         if let Some(price) = newest {
             self.seen = Some(match self.seen {
                 Some((low, high)) => (low.min(price), high.max(price)),

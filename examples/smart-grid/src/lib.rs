@@ -46,8 +46,8 @@ pub mod prosumer;
 mod rng;
 pub mod utility;
 
-use federate_sdk::hosted::HostedError;
 use federate_sdk::hosted::{Hosted, HostedFn, HostedResult, ParamsError};
+use federate_sdk::hosted::{HostedError, LockStep};
 use federate_sdk::{ObjectModel, SimDuration, TimeError};
 
 pub use profile::DAY_STARTS_AT_HOUR;
@@ -145,6 +145,22 @@ fn hosted_ev_charging(hosted: Hosted) -> HostedResult {
 
 fn hosted_prosumer(hosted: Hosted) -> HostedResult {
     Ok(prosumer::run(&hosted)?.summary())
+}
+
+/// The newest `Utility.Tariff.price` in `deliveries`, if any (only timestamped ones while
+/// stepping, as in the FMI adapter).
+pub(crate) fn newest_price(
+    lockstep: &LockStep,
+    deliveries: &[federate_sdk::Delivery],
+    timestamped: bool,
+) -> Result<Option<f64>, GridError> {
+    let prices = lockstep.check(federate_sdk::hosted::reflected(
+        deliveries,
+        "Utility.Tariff",
+        "price",
+        timestamped,
+    ))?;
+    Ok(prices.last().map(|(_, price)| *price))
 }
 
 #[cfg(test)]

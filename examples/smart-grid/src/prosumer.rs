@@ -18,7 +18,7 @@ use tracing::debug;
 
 use crate::profile::{household_kw, mid_hour, pv_per_kwp};
 use crate::{GridError, default_step, step_param};
-use federate_sdk::hosted::{self, HostedError, LockStep};
+use federate_sdk::hosted::{HostedError, LockStep};
 
 /// The prosumer's parameters (`[federate.params]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -177,7 +177,7 @@ impl Home {
         let (load, pv) = self.house(lockstep.time(), hours);
         let initial = values(load - pv, self.soc, hosted)?;
         let deliveries = lockstep.start(&hosted.expect, &[(&state, initial)])?;
-        let mut price = newest_price(lockstep, &deliveries, false)?;
+        let mut price = crate::newest_price(lockstep, &deliveries, false)?;
 
         let mut steps = Vec::new();
         let mut battery_kwh = 0.0;
@@ -195,7 +195,7 @@ impl Home {
             steps.push((now.saturating_add(lockstep.h()), net_kw, self.soc));
             lockstep.publish(&state, values(net_kw, self.soc, hosted)?)?;
             let deliveries = lockstep.step()?;
-            if let Some(new) = newest_price(lockstep, &deliveries, true)? {
+            if let Some(new) = crate::newest_price(lockstep, &deliveries, true)? {
                 price = Some(new);
             }
         }
@@ -227,20 +227,6 @@ impl Home {
             _ => surplus_kw.clamp(-power, power),
         }
     }
-}
-
-fn newest_price(
-    lockstep: &LockStep,
-    deliveries: &[federate_sdk::Delivery],
-    timestamped: bool,
-) -> Result<Option<f64>, GridError> {
-    let prices = lockstep.check(hosted::reflected(
-        deliveries,
-        "Utility.Tariff",
-        "price",
-        timestamped,
-    ))?;
-    Ok(prices.last().map(|(_, price)| *price))
 }
 
 fn values(net_kw: f64, soc: f64, hosted: &Hosted) -> Result<Values, GridError> {
