@@ -457,24 +457,7 @@ fn fmu(paths: &[PathBuf]) -> Result<(), String> {
     let mut failures = Vec::new();
     for (config, result) in configs.iter().zip(results) {
         match result {
-            Ok(Ok(summary)) => {
-                let outputs: Vec<String> = summary
-                    .outputs
-                    .iter()
-                    .map(|(name, value)| format!("{name} = {value:.6e}"))
-                    .collect();
-                let ending = match summary.terminated_early {
-                    Some(at) => format!("terminated by the FMU at {at}"),
-                    None => format!("reached {}", summary.final_time),
-                };
-                println!(
-                    "{}: {} steps of {}, {ending}; {}",
-                    config.instance,
-                    summary.steps,
-                    summary.step,
-                    outputs.join(", ")
-                );
-            }
+            Ok(Ok(summary)) => println!("{}: {summary}", config.instance),
             Ok(Err(error)) => failures.push(error.to_string()),
             Err(_) => failures.push(format!(
                 "the adapter thread of `{}` panicked",

@@ -99,6 +99,22 @@ pub struct RunSummary {
     pub outputs: Vec<(String, f64)>,
 }
 
+/// One line: steps, how the run ended and the final outputs.
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} steps of {}, ", self.steps, self.step)?;
+        match self.terminated_early {
+            Some(at) => write!(f, "terminated by the FMU at {at};")?,
+            None => write!(f, "reached {};", self.final_time)?,
+        }
+        for (i, (name, value)) in self.outputs.iter().enumerate() {
+            let separator = if i == 0 { " " } else { ", " };
+            write!(f, "{separator}{name} = {value:.6e}")?;
+        }
+        Ok(())
+    }
+}
+
 impl AdapterConfig {
     /// The connector for a daemon (`rti` set), or `None` for an embedded RTI.
     ///

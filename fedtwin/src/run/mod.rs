@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 use federate_sdk::hosted::Hosted;
 use federate_sdk::{Connector, EmbeddedRti, SimTime, TlsFiles};
 use fedtwin_core::LossPolicy;
-use fedtwin_fmi::RunSummary;
 use fedtwin_recorder::{PlayerConfig, RecorderConfig, Recording, player, plot, recorder};
 use tracing::{debug, info, warn};
 
@@ -362,7 +361,7 @@ impl Run {
                 thread.spawn(move || {
                     reported(index, &reports, || {
                         fedtwin_fmi::run(&config, connector)
-                            .map(|summary| fmu_summary(&summary))
+                            .map(|summary| summary.to_string())
                             .map_err(|e| e.to_string())
                     });
                 })
@@ -529,24 +528,6 @@ fn watch(mut child: Child, stop: &AtomicBool) -> Result<String, String> {
         }
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn fmu_summary(summary: &RunSummary) -> String {
-    let outputs: Vec<String> = summary
-        .outputs
-        .iter()
-        .map(|(name, value)| format!("{name} = {value:.6e}"))
-        .collect();
-    let ending = match summary.terminated_early {
-        Some(at) => format!("terminated by the FMU at {at}"),
-        None => format!("reached {}", summary.final_time),
-    };
-    format!(
-        "{} steps of {}, {ending}; {}",
-        summary.steps,
-        summary.step,
-        outputs.join(", ")
-    )
 }
 
 /// Progress on simulated time: a bar on a terminal, a log line every few seconds otherwise.
