@@ -100,11 +100,18 @@ fn smart_grid_price_coordination_flattens_the_peak() {
         assert!(flat.contains_key(header), "{header} recorded");
     }
     let time = values(&coordinated, "time_s");
-    assert_eq!(time.len(), 97, "a day in 15-minute steps, both ends included");
+    assert_eq!(
+        time.len(),
+        97,
+        "a day in 15-minute steps, both ends included"
+    );
     assert_eq!(time.last(), Some(&86_400.0));
 
     let load = "utility/Grid.Load.load_kw";
-    let (with_price, without) = (peak(&values(&coordinated, load)), peak(&values(&flat, load)));
+    let (with_price, without) = (
+        peak(&values(&coordinated, load)),
+        peak(&values(&flat, load)),
+    );
     assert!(
         with_price < 0.85 * without,
         "peak grid load with the price signal {with_price:.1} kW, without {without:.1} kW"
@@ -117,9 +124,15 @@ fn smart_grid_price_coordination_flattens_the_peak() {
     let price = values(&coordinated, "utility/Utility.Tariff.price");
     assert!(peak(&price) > 1.5 * price.iter().copied().fold(f64::MAX, f64::min));
     let flat_price = values(&flat, "utility/Utility.Tariff.price");
-    assert!(flat_price.windows(2).all(|w| w[0] == w[1]), "{flat_price:?}");
+    assert!(
+        flat_price.windows(2).all(|w| w[0] == w[1]),
+        "{flat_price:?}"
+    );
     let battery = values(&coordinated, "battery-fmu.soc");
-    assert!(peak(&battery) > battery[0], "the FMU battery charged at some point");
+    assert!(
+        peak(&battery) > battery[0],
+        "the FMU battery charged at some point"
+    );
     assert!(dir.join("out-price/Grid.Load.load_kw.svg").is_file());
 }
 
