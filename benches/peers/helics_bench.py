@@ -69,6 +69,8 @@ QUICK_STEPS = 5000
 QUICK_TIME_LIMIT = 0.8
 # A scenario still running after this long is taken as hung and fails the run.
 WATCHDOG = 30.0
+# How long the federates of a scenario may take to all enter executing mode.
+SETUP_LIMIT = 10.0
 # Tries of a scenario that fails or hangs before it is reported as failed.
 ATTEMPTS = 3
 PHOLD_POPULATION = 4
@@ -111,7 +113,10 @@ class Federation:
         self.broker = None
         self.process = None
         self.shared_core = None
-        tag = f"{os.getpid()}x{Federation.counter}"
+        self.lock = threading.Lock()
+        self.executing = 0
+        self.all_executing = threading.Event()
+        tag = self.tag = f"{os.getpid()}x{Federation.counter}"
         if core == "inproc":
             # One core for all federates; it starts its own broker.
             self.core_name = f"core{tag}"
@@ -150,12 +155,22 @@ class Federation:
                 # Ports from the kernel: fewer collisions between cores starting together.
                 self.core_init += " --useosport"
 
-    def info(self):
+    def entered(self):
+        """Called by each federate once in executing mode."""
+        with self.lock:
+            self.executing += 1
+            if self.executing == self.federates:
+                self.all_executing.set()
+
+    def info(self, index):
         info = h.helicsCreateFederateInfo()
         h.helicsFederateInfoSetCoreTypeFromString(info, self.core)
         if self.shared_core is not None:
             h.helicsFederateInfoSetCoreName(info, self.core_name)
         else:
+            # A core of its own: without a name of its own, a federate starting while another's
+            # core is still connecting joins that core, which then never enters executing mode.
+            h.helicsFederateInfoSetCoreName(info, f"f{index}core{self.tag}")
             h.helicsFederateInfoSetCoreInitString(info, self.core_init)
         return info
 
@@ -233,7 +248,7 @@ def measuring(step, warm_up, budget, start):
 
 
 def lockstep_member(federation, index, federates, budget):
-    info = federation.info()
+    info = federation.info(index)
     h.helicsFederateInfoSetTimeProperty(info, h.HELICS_PROPERTY_TIME_PERIOD, 1.0)
     federate = h.helicsCreateValueFederate(f"f{index}", info)
     h.helicsFederateInfoFree(info)
@@ -244,6 +259,7 @@ def lockstep_member(federation, index, federates, budget):
         federate, f"node{(index + 1) % federates}", ""
     )
     h.helicsFederateEnterExecutingMode(federate)
+    federation.entered()
 
     warm_up = budget.warm_up // 10
     now = 0.0
@@ -279,12 +295,13 @@ def lockstep_member(federation, index, federates, budget):
 
 def pingpong_member(federation, index, federates, budget):
     name, other = ("ping", "pong") if index == 0 else ("pong", "ping")
-    info = federation.info()
+    info = federation.info(index)
     h.helicsFederateInfoSetTimeProperty(info, h.HELICS_PROPERTY_TIME_PERIOD, 1.0)
     federate = h.helicsCreateMessageFederate(f"f{index}", info)
     h.helicsFederateInfoFree(info)
     endpoint = h.helicsFederateRegisterGlobalEndpoint(federate, name, "")
     h.helicsFederateEnterExecutingMode(federate)
+    federation.entered()
 
     warm_up = budget.warm_up // 10
     now = 0.0
@@ -333,7 +350,7 @@ def pingpong_member(federation, index, federates, budget):
 
 
 def phold_member(federation, index, federates, budget, end_time):
-    info = federation.info()
+    info = federation.info(index)
     h.helicsFederateInfoSetTimeProperty(info, h.HELICS_PROPERTY_TIME_OUTPUT_DELAY, PHOLD_LOOKAHEAD)
     federate = h.helicsCreateMessageFederate(f"f{index}", info)
     h.helicsFederateInfoFree(info)
@@ -348,6 +365,7 @@ def phold_member(federation, index, federates, budget, end_time):
     heapq.heapify(local)
     payload = struct.pack("<I", index)
     h.helicsFederateEnterExecutingMode(federate)
+    federation.entered()
 
     start = time.perf_counter()
     now = 0.0
@@ -408,6 +426,10 @@ def run_scenario(name, core, federates, budget):
         threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(federates)]
         for thread in threads:
             thread.start()
+        if not federation.all_executing.wait(SETUP_LIMIT):
+            federation.kill()
+            why = f" ({'; '.join(errors)})" if errors else ""
+            raise TimeoutError(f"not all federates executing after {SETUP_LIMIT:.0f} s{why}")
         deadline = time.monotonic() + WATCHDOG
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -490,7 +512,7 @@ def main():
                     child + ["--one", label],
                     stdout=subprocess.PIPE,
                     text=True,
-                    timeout=WATCHDOG + 10,
+                    timeout=SETUP_LIMIT + WATCHDOG + 20,
                 )
                 # HELICS prints some diagnostics on standard output: keep the result line only.
                 prefix = label.split("/")[0] + " helics-"
@@ -513,7 +535,7 @@ def run_one(label, budget):
     name, core, federates = label.split("/")
     federates = int(federates)
     # Should the scenario's own watchdog get stuck, say where and end the process.
-    faulthandler.dump_traceback_later(WATCHDOG + 5, exit=True)
+    faulthandler.dump_traceback_later(SETUP_LIMIT + WATCHDOG + 10, exit=True)
     try:
         steps, seconds, rate, per_step, p50, p90 = run_scenario(name, core, federates, budget)
     except Exception as error:
