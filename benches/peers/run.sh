@@ -14,6 +14,5 @@ if ! "$venv/bin/python" -c "import helics, sys; sys.exit(helics.helicsGetVersion
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet "helics==$version"
 fi
-# helics_broker (for the zmq and tcp cores) is found next to the interpreter.
-export PATH="$venv/bin:$PATH"
+export PYTHONDONTWRITEBYTECODE=1
 exec "$venv/bin/python" "$root/benches/peers/helics_bench.py" "$@"
