@@ -10,7 +10,7 @@
 //! trips unmeasured, then `N` measured ones (default [`DEFAULT_STEPS`]) or as many as fit in
 //! [`TIME_LIMIT`], and prints one line. `--quick` makes a pass of about 30 s: [`QUICK_WARM_UP`],
 //! [`QUICK_STEPS`], [`QUICK_TIME_LIMIT`] and [`QUICK_SCALE_STEPS`] (`--steps` still wins). The
-//! default pass takes about two minutes on two cores. Lines:
+//! default pass takes about a minute on two cores. Lines:
 //!
 //! | column | meaning |
 //! |---|---|
