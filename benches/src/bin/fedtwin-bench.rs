@@ -10,7 +10,7 @@
 //! trips unmeasured, then `N` measured ones (default [`DEFAULT_STEPS`]) or as many as fit in
 //! [`TIME_LIMIT`], and prints one line. `--quick` makes a pass of about 30 s: [`QUICK_WARM_UP`],
 //! [`QUICK_STEPS`], [`QUICK_TIME_LIMIT`] and [`QUICK_SCALE_STEPS`] (`--steps` still wins). The
-//! default pass takes about two minutes on two cores. Lines:
+//! default pass takes about a minute on two cores. Lines:
 //!
 //! | column | meaning |
 //! |---|---|
@@ -19,7 +19,7 @@
 //! | `steps` | measured round trips; with several federates the mean steps per federate; `phold`: events handled, all federates together |
 //! | `seconds` | wall time of the measured loop (several federates: first start to last end) |
 //! | `grants_per_s` | grants (all federates together) per second (`raw-quinn`: echoes; `phold`: events) |
-//! | `us_per_step` | `seconds / steps` |
+//! | `us_per_step` | `seconds / steps`; for `pingpong` the median step (same as `median_us`) |
 //! | `median_us`, `p90_us` | of the round trips, each timed on its own with [`Instant`]; with several federates, those of `f0` (`phold`: its NER calls) |
 //! | `kib_per_federate` | `scale` only, a trailing tenth column: the process's peak RSS (`VmHWM` in `/proc/self/status`, reset through `/proc/self/clear_refs` before the scenario when the kernel allows) divided by `N` |
 //!
@@ -32,16 +32,21 @@
 //! * `raw-quinn-handoff/quic`: the same echo behind the SDK's link structure: the timing thread
 //!   hands each message to a QUIC I/O thread and parks until the echo comes back from it. It
 //!   tells the cost of those two hand-offs apart from the daemon's.
-//! * `advance/quic`: the daemon in this process on its own thread, as `fedtwin rti` runs it, and
-//!   one federate, regulating with a lookahead of one tick and constrained, timing the blocking
-//!   `advance_to(t + 1 tick)`: request, response and grant.
+//! * `advance/quic`: the daemon in a child process (this executable run with the hidden
+//!   `--serve-daemon DIR` argument, serving as `fedtwin rti` does, on a current-thread
+//!   runtime) and one federate, regulating with a lookahead of one tick and constrained, timing
+//!   the blocking `advance_to(t + 1 tick)`: request, response and grant. Every `quic` scenario
+//!   starts a daemon process of its own and stops it at the end by closing its standard input;
+//!   a daemon also stops when the bench dies, and is killed if it does not stop in time.
+//! * `advance/quic-inproc`: the same with the daemon on a thread of the bench's process, to
+//!   show what the process boundary costs.
 //! * `advance/embedded`: the same federate against the embedded RTI.
 //! * `advance-nospin/*`: the same with the SDK's spin before parking turned off
 //!   (`.spin(Duration::ZERO)`).
 //!
 //! The multi-federate scenarios below run each federate on a thread of its own (blocking API)
 //! unless said otherwise; over `quic` each has its own connection (and certificate, named
-//! `f<i>`) to the daemon in this process. All are regulating with a lookahead of one step
+//! `f<i>`) to the daemon process. All are regulating with a lookahead of one step
 //! ([`RING_STEP`], 1 ms) and constrained; with more than two they park at once
 //! (`.spin(Duration::ZERO)`): spinning starves on few cores. They start together: `f0`
 //! registers the [`START`] sync point for all once all have joined, then each synchronizes.
@@ -51,6 +56,10 @@
 //!   federate), then TAR(`t + step`). `warm_up / 10` unmeasured steps, then `steps` or
 //!   `TIME_LIMIT`.
 //! * `events/*`: the same ring with one interaction per step and NER(`t + step`).
+//! * `pingpong/*` (N = 2): `f0` sends `Ping(k)` stamped `t + step` and TAR(`t + step`); `f1`
+//!   answers each ping in its next step with `Pong(k)`, stamped one step later again. Each step
+//!   carries one message each way and a grant to each side; `us_per_step` is the median of
+//!   `f0`'s steps. `warm_up / 10` unmeasured steps, then `steps` or `TIME_LIMIT`.
 //! * `phold/*` (N = 8): PHOLD with [`PHOLD_POPULATION`] events per federate. Each event handled
 //!   at its timestamp sends one new one to a uniformly random federate (seeded xorshift, the
 //!   sender included, whose events stay local) stamped now + lookahead + exponential (mean
@@ -67,9 +76,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs;
 use std::future::{Future, IntoFuture};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
@@ -124,6 +134,8 @@ const PHOLD_POPULATION: usize = 4;
 const PHOLD_MEAN_DELAY: f64 = 1e-3;
 /// The sync point at which the federates of a scenario start together.
 const START: &str = "start";
+/// The hidden first argument that makes this executable the daemon of a QUIC scenario.
+const SERVE_DAEMON: &str = "--serve-daemon";
 
 const USAGE: &str = "usage: fedtwin-bench [FILTER] [--steps N] [--quick]";
 
@@ -136,7 +148,7 @@ struct Scenario {
 }
 
 /// Every scenario, in the order they run and print.
-const SCENARIOS: [Scenario; 22] = [
+const SCENARIOS: [Scenario; 25] = [
     Scenario {
         name: "raw-udp",
         transport: "udp",
@@ -166,6 +178,12 @@ const SCENARIOS: [Scenario; 22] = [
         transport: "quic",
         federates: 1,
         run: advance_quic_no_spin,
+    },
+    Scenario {
+        name: "advance",
+        transport: "quic-inproc",
+        federates: 1,
+        run: advance_quic_in_process,
     },
     Scenario {
         name: "advance",
@@ -252,6 +270,18 @@ const SCENARIOS: [Scenario; 22] = [
         run: events_quic,
     },
     Scenario {
+        name: "pingpong",
+        transport: "embedded",
+        federates: 2,
+        run: pingpong_embedded,
+    },
+    Scenario {
+        name: "pingpong",
+        transport: "quic",
+        federates: 2,
+        run: pingpong_quic,
+    },
+    Scenario {
         name: "phold",
         transport: "embedded",
         federates: 8,
@@ -323,6 +353,8 @@ struct Measurement {
     grants: u64,
     /// Trailing columns of this scenario only (`scale`: `kib_per_federate`).
     extra: Option<String>,
+    /// The `us_per_step` column is the median step rather than `seconds / steps` (`pingpong`).
+    median_per_step: bool,
 }
 
 /// A federation CA and certificates for [`SERVER`] and [`CLIENT`] in a scratch directory, which
@@ -333,7 +365,11 @@ struct Certificates {
 }
 
 fn main() -> ExitCode {
-    let options = match Options::parse(std::env::args().skip(1)) {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some(SERVE_DAEMON) {
+        return serve_daemon(args.nth(1));
+    }
+    let options = match Options::parse(args) {
         Ok(Some(options)) => options,
         Ok(None) => {
             println!("{USAGE}");
@@ -428,6 +464,11 @@ fn run_watched(scenario: &Scenario, setup: &Setup) -> Watched {
 /// One output line.
 fn report(scenario: &Scenario, measurement: &Measurement) -> String {
     let steps = measurement.steps.max(1);
+    let per_step = if measurement.median_per_step {
+        micros(measurement.percentile(50))
+    } else {
+        measurement.seconds * 1e6 / steps as f64
+    };
     let mut line = format!(
         "{} {} {} {} {:.2} {:.0} {:.1} {:.1} {:.1}",
         scenario.name,
@@ -436,7 +477,7 @@ fn report(scenario: &Scenario, measurement: &Measurement) -> String {
         measurement.steps,
         measurement.seconds,
         measurement.grants as f64 / measurement.seconds,
-        measurement.seconds * 1e6 / steps as f64,
+        per_step,
         micros(measurement.percentile(50)),
         micros(measurement.percentile(90)),
     );
@@ -454,7 +495,7 @@ fn report(scenario: &Scenario, measurement: &Measurement) -> String {
 fn raw_udp(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
     use std::net::UdpSocket;
 
-    let io = |what: &str, e: std::io::Error| format!("raw UDP {what}: {e}");
+    let io = |what: &str, e: io::Error| format!("raw UDP {what}: {e}");
     let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| io("bind", e))?;
     let address = server.local_addr().map_err(|e| io("address", e))?;
     server
@@ -507,6 +548,7 @@ fn raw_udp(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
         sorted: samples,
         seconds,
         extra: None,
+        median_per_step: false,
     })
 }
 
@@ -579,12 +621,17 @@ fn raw_quinn_handoff(setup: &Setup, _federates: usize) -> Result<Measurement, St
 
 /// `advance/quic`: one federate against the daemon, with the SDK's default spin.
 fn advance_quic(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
-    advance_over_quic(setup, None)
+    advance_over_quic(setup, None, Placement::Process)
+}
+
+/// `advance/quic-inproc`: as [`advance_quic`] with the daemon on a thread of this process.
+fn advance_quic_in_process(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
+    advance_over_quic(setup, None, Placement::Thread)
 }
 
 /// `advance-nospin/quic`: as [`advance_quic`], parking at once while waiting for the RTI.
 fn advance_quic_no_spin(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
-    advance_over_quic(setup, Some(Duration::ZERO))
+    advance_over_quic(setup, Some(Duration::ZERO), Placement::Process)
 }
 
 /// `advance/embedded`: one federate against the embedded RTI, with the SDK's default spin.
@@ -615,6 +662,16 @@ fn events_embedded(setup: &Setup, federates: usize) -> Result<Measurement, Strin
 /// `events/quic`: [`events_embedded`] against the daemon.
 fn events_quic(setup: &Setup, federates: usize) -> Result<Measurement, String> {
     ring(setup, Transport::Quic, federates, RingMode::Events)
+}
+
+/// `pingpong/embedded`: two federates, one interaction each way per step.
+fn pingpong_embedded(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
+    pingpong(setup, Transport::Embedded)
+}
+
+/// `pingpong/quic`: [`pingpong_embedded`] against the daemon.
+fn pingpong_quic(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
+    pingpong(setup, Transport::Quic)
 }
 
 /// `phold/embedded`: PHOLD over NER.
@@ -694,8 +751,8 @@ impl Rig {
                             .map_err(|e| format!("certificate for `{name}`: {e}"))?;
                     }
                 }
-                let daemon = Daemon::start(setup.server_tls())?;
-                let url = format!("quic://{}", daemon.address);
+                let daemon = Daemon::start(&setup.certificates, Placement::Process)?;
+                let url = format!("quic://{}", daemon.address());
                 let connectors = names
                     .iter()
                     .map(|name| {
@@ -793,6 +850,7 @@ fn combine(runs: Vec<Run>, federates: usize, count_events: bool) -> Result<Measu
         steps,
         grants,
         extra: None,
+        median_per_step: false,
     })
 }
 
@@ -960,6 +1018,132 @@ fn ring_member(
     federate.resign().map_err(|e| fail("resign", e))?;
     if grants > 2 && received == 0 {
         return Err(format!("{name} received nothing from its neighbour"));
+    }
+    Ok(Run {
+        start,
+        end,
+        grants,
+        events: received,
+        samples,
+    })
+}
+
+/// `pingpong`: `f0` sends `Ping(k)` at step `k`, stamped `t + step`, then TAR(`t + step`);
+/// `f1` receives it with that grant and answers `Pong(k)` in its next step, stamped one step
+/// later again, which `f0` receives with the grant that ends its step `k + 1`. So each step
+/// carries one message each way through the RTI and one grant to each side; the `us_per_step`
+/// column is the median of `f0`'s step times (send and advance). Both use the SDK's default
+/// spin. `warm_up / 10` unmeasured steps, then `steps` or `limit`.
+fn pingpong(setup: &Setup, transport: Transport) -> Result<Measurement, String> {
+    let names = Arc::new(federate_names(2));
+    let rig = Rig::open(setup, transport, &names)?;
+    let budget = setup.budget;
+    let connectors = rig.connectors.clone();
+    let runs = on_threads(connectors, move |index, connector| {
+        pingpong_member(connector, index, &names, &budget)
+    })?;
+    rig.finish()?;
+    let mut measurement = combine(runs, 2, false)?;
+    measurement.median_per_step = true;
+    Ok(measurement)
+}
+
+fn pingpong_member(
+    connector: Connector,
+    index: usize,
+    names: &[String],
+    budget: &Budget,
+) -> Result<Run, String> {
+    let name = &names[index];
+    let model = ObjectModel::new()
+        .with_interaction_class("Ping", ["count"])
+        .with_interaction_class("Pong", ["count"]);
+    let mut federate = join_member(connector, name, model, names.len())?;
+    let fail = |what: &str, e: federate_sdk::Error| format!("{name} {what}: {e}");
+    let (sends, receives) = if index == 0 {
+        ("Ping", "Pong")
+    } else {
+        ("Pong", "Ping")
+    };
+    federate
+        .publish_interaction(sends)
+        .map_err(|e| fail("publish", e))?;
+    federate
+        .subscribe_interaction(receives)
+        .map_err(|e| fail("subscribe", e))?;
+    start_together(&mut federate, names)?;
+
+    let warm_up = budget.warm_up / 10;
+    let mut start = Instant::now();
+    let mut deadline = start + budget.limit;
+    let mut grants = 0u64;
+    let mut received = 0u64;
+    let mut samples = Vec::new();
+    // `f1`: the ping to answer in this step, received with the last grant.
+    let mut to_answer: Option<u64> = None;
+    for step in 0u64.. {
+        if step == warm_up as u64 {
+            start = Instant::now();
+            deadline = start + budget.limit;
+        }
+        let measured = step >= warm_up as u64;
+        if measured && (step - warm_up as u64 >= budget.steps as u64 || Instant::now() >= deadline)
+        {
+            break;
+        }
+        let target = federate
+            .time()
+            .checked_add(RING_STEP)
+            .map_err(|e| format!("{name} next time: {e}"))?;
+        let began = Instant::now();
+        let count = if index == 0 {
+            Some(step)
+        } else {
+            to_answer.take()
+        };
+        if let Some(count) = count {
+            let values = Values::new()
+                .with("count", &count)
+                .map_err(|e| fail("value", e))?;
+            federate
+                .send_interaction(sends, values, Some(target))
+                .map_err(|e| fail("send interaction", e))?;
+        }
+        let grant = federate
+            .advance_to(target)
+            .map_err(|e| fail("advance", e))?;
+        let took = began.elapsed();
+
+        let mut got = 0u64;
+        for interaction in grant.interactions() {
+            let count: u64 = interaction
+                .parameters
+                .get("count")
+                .map_err(|e| fail("count", e))?;
+            // `f0` gets the answer to the ping of its previous step; `f1` the ping of this one.
+            let expected = if index == 0 {
+                step.checked_sub(1)
+            } else {
+                Some(step)
+            };
+            if Some(count) != expected {
+                return Err(format!("{name} got {receives}({count}) at step {step}"));
+            }
+            to_answer = Some(count);
+            got += 1;
+        }
+        if measured {
+            grants += 1;
+            received += got;
+            if index == 0 {
+                samples.push(took);
+            }
+        }
+    }
+    let end = Instant::now();
+    federate.resign().map_err(|e| fail("resign", e))?;
+    if grants > 2 && received == 0 {
+        return Err(format!("{name} received nothing from its partner"));
     }
     Ok(Run {
         start,
@@ -1202,9 +1386,13 @@ impl XorShift {
 
 // Scenario building blocks.
 
-fn advance_over_quic(setup: &Setup, spin: Option<Duration>) -> Result<Measurement, String> {
-    let daemon = Daemon::start(setup.server_tls())?;
-    let url = format!("quic://{}", daemon.address);
+fn advance_over_quic(
+    setup: &Setup,
+    spin: Option<Duration>,
+    placement: Placement,
+) -> Result<Measurement, String> {
+    let daemon = Daemon::start(&setup.certificates, placement)?;
+    let url = format!("quic://{}", daemon.address());
     let connector =
         Connector::quic(&url, setup.client_tls()).map_err(|e| format!("connector: {e}"))?;
     let measurement = advance_loop(connector, spin, &setup.budget)?;
@@ -1451,31 +1639,217 @@ async fn echo_connect(
     Ok((endpoint, connection, send, recv))
 }
 
-/// The RTI daemon on a thread of its own with a current-thread runtime, as `fedtwin rti` runs
-/// it. Dropping it without [`Daemon::stop`] also shuts the daemon down.
-struct Daemon {
+/// Where a scenario's RTI daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// A child process of this bench ([`SERVE_DAEMON`]): federates and daemon share no
+    /// process, as in a deployment.
+    Process,
+    /// A thread of this process (the `quic-inproc` lines).
+    Thread,
+}
+
+/// The RTI daemon of a QUIC scenario, in a child process or on a thread of this one.
+enum Daemon {
+    Process(DaemonProcess),
+    Thread(DaemonThread),
+}
+
+impl Daemon {
+    /// Starts the daemon on 127.0.0.1 with a free port, no policy and no audit log, with the
+    /// [`SERVER`] certificate in `certificates`, and waits until it listens.
+    fn start(certificates: &Path, placement: Placement) -> Result<Self, String> {
+        match placement {
+            Placement::Process => DaemonProcess::start(certificates).map(Self::Process),
+            Placement::Thread => {
+                DaemonThread::start(TlsFiles::in_dir(certificates, SERVER)).map(Self::Thread)
+            }
+        }
+    }
+
+    fn address(&self) -> SocketAddr {
+        match self {
+            Self::Process(daemon) => daemon.address,
+            Self::Thread(daemon) => daemon.address,
+        }
+    }
+
+    /// Shuts the daemon down and waits for it to end.
+    fn stop(self) -> Result<(), String> {
+        match self {
+            Self::Process(daemon) => daemon.stop(),
+            Self::Thread(daemon) => daemon.stop(),
+        }
+    }
+}
+
+/// The daemon's settings in both placements.
+fn daemon_config(tls: TlsFiles) -> DaemonConfig {
+    DaemonConfig {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        tls,
+        allow_classical: false,
+        policy: None,
+        audit: None,
+        max_frame: DEFAULT_MAX_FRAME,
+        idle_timeout: IDLE_TIMEOUT,
+        faults: fedtwin_rti::FaultSettings::default(),
+        // Sessions on, as a daemon runs by default: their bookkeeping is part of the cost.
+        resume_grace: DaemonConfig::DEFAULT_RESUME_GRACE,
+        resume_buffer: DaemonConfig::DEFAULT_RESUME_BUFFER,
+    }
+}
+
+/// `fedtwin-bench --serve-daemon DIR`, the child side of [`DaemonProcess`]: serves with the
+/// [`SERVER`] certificate in `DIR` on a current-thread runtime, as `fedtwin rti` does, prints
+/// the bound address on a line of its own once it listens, and stops when its standard input
+/// closes: when the bench says so, and also when the bench dies, so no daemon outlives it.
+fn serve_daemon(dir: Option<String>) -> ExitCode {
+    let Some(dir) = dir else {
+        eprintln!("error: {SERVE_DAEMON} needs the certificate directory");
+        return ExitCode::from(2);
+    };
+    let config = daemon_config(TlsFiles::in_dir(Path::new(&dir), SERVER));
+    let (closed, stop) = tokio::sync::oneshot::channel::<()>();
+    let watching = thread::Builder::new()
+        .name("bench-rti-stdin".into())
+        .spawn(move || {
+            // Blocks until end of file (or an error): either way the bench is done with us.
+            let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+            let _ = closed.send(());
+        });
+    if let Err(error) = watching {
+        eprintln!("error: cannot start a thread: {error}");
+        return ExitCode::FAILURE;
+    }
+    let served = on_current_thread(async move {
+        let stopped = async {
+            let _ = stop.await;
+        };
+        daemon::serve(config, stopped, |address| {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "{address}");
+            let _ = out.flush();
+        })
+        .await
+        .map_err(|e| format!("daemon: {e}"))
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The daemon in a child process: this executable run with [`SERVE_DAEMON`]. Closing its
+/// standard input stops it; dropping this without [`DaemonProcess::stop`] kills it.
+struct DaemonProcess {
+    address: SocketAddr,
+    child: Child,
+    /// Closed (dropped) to tell the child to stop.
+    stdin: Option<ChildStdin>,
+}
+
+impl DaemonProcess {
+    fn start(certificates: &Path) -> Result<Self, String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot find this executable to start the daemon: {e}"))?;
+        let mut child = Command::new(exe)
+            .arg(SERVE_DAEMON)
+            .arg(certificates)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the daemon process: {e}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        // Built before anything else can fail, so that its `Drop` kills the child.
+        let mut daemon = Self {
+            address: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            child,
+            stdin,
+        };
+        let stdout = stdout.ok_or("the daemon process has no standard output")?;
+
+        // The first line is the address; read on a thread so that the wait has a deadline.
+        let (line, read) = mpsc::channel();
+        thread::Builder::new()
+            .name("bench-rti-address".into())
+            .spawn(move || {
+                let mut address = String::new();
+                let _ = line.send(
+                    BufReader::new(stdout)
+                        .read_line(&mut address)
+                        .map(|_| address),
+                );
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        let address = match read.recv_timeout(NETWORK_TIMEOUT) {
+            Ok(Ok(address)) => address,
+            Ok(Err(e)) => return Err(format!("cannot read the daemon's address: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "the daemon process did not listen within {NETWORK_TIMEOUT:?}"
+                ));
+            }
+        };
+        // An empty line: the child ended before listening and said why on standard error.
+        daemon.address = address.trim().parse().map_err(|_| {
+            format!(
+                "the daemon process did not start (it printed `{}`)",
+                address.trim()
+            )
+        })?;
+        Ok(daemon)
+    }
+
+    /// Closes the child's standard input and waits for it to exit; kills it if it has not
+    /// within [`NETWORK_TIMEOUT`].
+    fn stop(mut self) -> Result<(), String> {
+        drop(self.stdin.take());
+        // The daemon gives its close frames up to 2 s to leave.
+        let deadline = Instant::now() + NETWORK_TIMEOUT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => return Err(format!("the daemon process ended with {status}")),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                // `Drop` kills it.
+                Ok(None) => {
+                    return Err(format!(
+                        "the daemon process did not stop within {NETWORK_TIMEOUT:?}"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot wait for the daemon process: {e}")),
+            }
+        }
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        // Nothing to do for a child that has exited (and been reaped by `stop`).
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The RTI daemon on a thread of this process with a current-thread runtime, as `fedtwin rti`
+/// runs it. Dropping it without [`DaemonThread::stop`] also shuts the daemon down.
+struct DaemonThread {
     address: SocketAddr,
     shutdown: tokio::sync::oneshot::Sender<()>,
     finished: mpsc::Receiver<Result<(), String>>,
 }
 
-impl Daemon {
-    /// Starts the daemon on 127.0.0.1 with a free port, no policy and no audit log, and waits
-    /// until it listens.
+impl DaemonThread {
     fn start(tls: TlsFiles) -> Result<Self, String> {
-        let config = DaemonConfig {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            tls,
-            allow_classical: false,
-            policy: None,
-            audit: None,
-            max_frame: DEFAULT_MAX_FRAME,
-            idle_timeout: IDLE_TIMEOUT,
-            faults: fedtwin_rti::FaultSettings::default(),
-            // Sessions on, as a daemon runs by default: their bookkeeping is part of the cost.
-            resume_grace: DaemonConfig::DEFAULT_RESUME_GRACE,
-            resume_buffer: DaemonConfig::DEFAULT_RESUME_BUFFER,
-        };
+        let config = daemon_config(tls);
         let (ready, address) = mpsc::channel();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let (done, finished) = mpsc::channel();
@@ -1516,7 +1890,6 @@ impl Daemon {
         }
     }
 
-    /// Shuts the daemon down and waits for it to end.
     fn stop(self) -> Result<(), String> {
         let _ = self.shutdown.send(());
         // The daemon gives its close frames up to 2 s to leave.
@@ -1581,6 +1954,7 @@ impl Meter {
             steps,
             grants: steps as u64,
             extra: None,
+            median_per_step: false,
         }
     }
 }
