@@ -208,6 +208,35 @@ fn the_oscillator_examples_run_stable_and_refuse_the_unstable_step() {
     assert!(stderr.contains("0.18s"), "{stderr}");
 }
 
+/// The file's `[step]` sets every FMU adapter's step controller over its adapter file.
+#[test]
+fn the_federation_file_sets_the_step_of_every_fmu() {
+    let dir = scratch("step");
+    let stable = std::fs::read_to_string(dir.join("federation.toml")).unwrap();
+    std::fs::write(
+        dir.join("coarse.toml"),
+        stable.replace("[federation]", "[step]\nsize = \"20ms\"\n\n[federation]"),
+    )
+    .unwrap();
+    let stdout = succeeded(&run(&dir, "coarse.toml", &[]));
+    assert!(stdout.contains("mass: 250 steps of 0.02s"), "{stdout}");
+    assert!(stdout.contains("spring: 250 steps of 0.02s"), "{stdout}");
+
+    // A smaller safety factor makes the same step unstable: both adapters refuse it.
+    std::fs::write(
+        dir.join("cautious.toml"),
+        stable.replace(
+            "[federation]",
+            "[step]\nsize = \"20ms\"\nalpha = 0.05\n\n[federation]",
+        ),
+    )
+    .unwrap();
+    let output = run(&dir, "cautious.toml", &[]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unstable step"), "{stderr}");
+}
+
 #[test]
 fn a_failing_fmu_names_its_federate_and_exits_with_1() {
     let dir = scratch("faulty");
@@ -285,6 +314,13 @@ fn invalid_files_name_the_key_and_the_line() {
             (
                 "[federation]\nname = \"f\"\nstop = \"1s\"\n[[federate]]\nname = \"a\"\nbuiltin = \"ping-pong/ping\"\n[[federate]]\nname = \"a\"\nbuiltin = \"ping-pong/pong\"\n",
                 "line 8: federate `a` is defined twice (first on line 5)",
+            ),
+        ),
+        (
+            "alpha out of range",
+            (
+                "[federation]\nname = \"f\"\nstop = \"1s\"\n[step]\nalpha = 1.5\n[[federate]]\nname = \"a\"\nbuiltin = \"ping-pong/ping\"\n",
+                "line 5: alpha must be in (0, 1]",
             ),
         ),
         (

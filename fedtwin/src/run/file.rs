@@ -119,6 +119,83 @@ struct RawFile {
     federate: Vec<RawFederate>,
     record: Option<RawRecord>,
     prepare: Option<RawPrepare>,
+    step: Option<RawStep>,
+}
+
+/// `[step]`: the step controller of every FMU federate, over their adapter files' `[step]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    size: Option<Spanned<String>>,
+    min: Option<Spanned<String>>,
+    max: Option<Spanned<String>>,
+    alpha: Option<Spanned<f64>>,
+    override_stability: Option<bool>,
+}
+
+/// The checked `[step]`.
+#[derive(Debug, Default)]
+struct StepDefaults {
+    size: Option<SimDuration>,
+    min: Option<SimDuration>,
+    max: Option<SimDuration>,
+    alpha: Option<f64>,
+    override_stability: Option<bool>,
+}
+
+impl StepDefaults {
+    fn parse(source: &Source<'_>, raw: Option<&RawStep>) -> Result<Self, FileError> {
+        let Some(raw) = raw else {
+            return Ok(Self::default());
+        };
+        let duration = |value: &Option<Spanned<String>>, key: &str| {
+            value
+                .as_ref()
+                .map(|value| source.positive_duration(value, key))
+                .transpose()
+        };
+        let alpha = match &raw.alpha {
+            Some(alpha) if !(*alpha.get_ref() > 0.0 && *alpha.get_ref() <= 1.0) => {
+                return Err(source.error(alpha.span(), "alpha must be in (0, 1]"));
+            }
+            alpha => alpha.as_ref().map(|a| *a.get_ref()),
+        };
+        let defaults = Self {
+            size: duration(&raw.size, "size")?,
+            min: duration(&raw.min, "min")?,
+            max: duration(&raw.max, "max")?,
+            alpha,
+            override_stability: raw.override_stability,
+        };
+        if let (Some(min), Some(max), Some(span)) = (defaults.min, defaults.max, &raw.max)
+            && min > max
+        {
+            return Err(source.error(
+                span.span(),
+                format_args!("max = {max} is below min = {min}"),
+            ));
+        }
+        Ok(defaults)
+    }
+
+    /// Puts these settings over an adapter file's own.
+    fn apply(&self, config: &mut AdapterConfig) {
+        if self.size.is_some() {
+            config.step_size = self.size;
+        }
+        if let Some(min) = self.min {
+            config.step.min_step = min;
+        }
+        if let Some(max) = self.max {
+            config.step.max_step = max;
+        }
+        if let Some(alpha) = self.alpha {
+            config.step.alpha = alpha;
+        }
+        if let Some(override_stability) = self.override_stability {
+            config.step.override_stability = override_stability;
+        }
+    }
 }
 
 /// `[prepare]`: what the runner makes before checking the federates.
@@ -201,6 +278,23 @@ impl Source<'_> {
             line: self.line(span),
             message: message.to_string(),
         }
+    }
+
+    fn positive_duration(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+    ) -> Result<SimDuration, FileError> {
+        let span: SimDuration = value.get_ref().parse().map_err(|e| {
+            self.error(
+                value.span(),
+                format_args!("{key} = \"{}\" is not a duration: {e}", value.get_ref()),
+            )
+        })?;
+        if span.is_zero() {
+            return Err(self.error(value.span(), format_args!("{key} must be positive")));
+        }
+        Ok(span)
     }
 
     fn time(&self, value: &Spanned<String>, key: &str) -> Result<SimTime, FileError> {
@@ -310,6 +404,8 @@ impl FederationFile {
             },
         };
 
+        let steps = StepDefaults::parse(&source, raw.step.as_ref())?;
+
         // [record]
         let (recorder, record) = match &raw.record {
             Some(record) => {
@@ -391,7 +487,7 @@ impl FederationFile {
                 };
                 return Err(source.error(federate.name.span(), message));
             }
-            let kind = federate_kind(&source, federate, &name, &relative, &mut model)?;
+            let kind = federate_kind(&source, federate, &name, &relative, &steps, &mut model)?;
             federates.push(FederateSpec { name, kind });
         }
 
@@ -453,6 +549,7 @@ fn federate_kind(
     federate: &RawFederate,
     name: &str,
     relative: &impl Fn(&str) -> PathBuf,
+    steps: &StepDefaults,
     model: &mut ModelBuilder,
 ) -> Result<Kind, FileError> {
     let given: Vec<&str> = [
@@ -532,18 +629,10 @@ fn federate_kind(
         }
         let mut config = AdapterConfig::load(&path)
             .map_err(|e| source.error(fmu.span(), format_args!("federate `{name}`: {e}")))?;
+        steps.apply(&mut config);
         if let Some(step) = &federate.step {
-            let size: SimDuration = step.get_ref().parse().map_err(|e| {
-                source.error(
-                    step.span(),
-                    format_args!("step = \"{}\" is not a duration: {e}", step.get_ref()),
-                )
-            })?;
-            if size.is_zero() {
-                return Err(source.error(step.span(), "step must be positive"));
-            }
             // The adapter checks it against the stability bound when it starts.
-            config.step_size = Some(size);
+            config.step_size = Some(source.positive_duration(step, "step")?);
         }
         if !config.fmu.is_file() {
             return Err(source.error(
