@@ -438,14 +438,10 @@ pub fn verify_text(text: &str) -> Result<Verified, AuditError> {
 fn verify_bytes(bytes: &[u8]) -> Result<Verified, AuditError> {
     match std::str::from_utf8(bytes) {
         Ok(text) => verify_text(text),
-        Err(e) => {
-            let before = bytes.get(..e.valid_up_to()).unwrap_or_default();
-            let newlines = before.iter().filter(|&&b| b == b'\n').count() as u64;
-            Err(AuditError::Malformed {
-                line: newlines + 1,
-                message: "not valid UTF-8".to_owned(),
-            })
-        }
+        Err(e) => Err(AuditError::Malformed {
+            line: fedtwin_core::line_at(bytes, e.valid_up_to()) as u64,
+            message: "not valid UTF-8".to_owned(),
+        }),
     }
 }
 

@@ -265,12 +265,7 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn line(&self, span: Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        fedtwin_core::line_at(self.text.as_bytes(), span.start)
     }
 
     fn error(&self, span: Range<usize>, message: impl fmt::Display) -> ConfigError {
