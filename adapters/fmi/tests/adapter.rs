@@ -1,8 +1,8 @@
 //! The FMU adapter end to end: test FMUs as lock-step federates on an embedded RTI.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
 
 use federate_sdk::{Connector, EmbeddedRti, Federate, SimDuration, SimTime};
@@ -10,22 +10,11 @@ use fedtwin_fmi::{AdapterConfig, AdapterError, ConfigError, Fmu, Instance, RunSu
 use fedtwin_test_fmus::{TestModel, oscillator_exact, vr};
 
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fedtwin-fmi-adapter-tests");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    })
+    common::scratch("fedtwin-fmi-adapter-tests")
 }
 
 fn packed(model: TestModel) -> PathBuf {
-    static PACKED: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
-    let mut packed = PACKED.lock().unwrap_or_else(PoisonError::into_inner);
-    packed
-        .entry(model.name())
-        .or_insert_with(|| fedtwin_test_fmus::pack(model, scratch()).unwrap())
-        .clone()
+    common::packed(model, scratch())
 }
 
 fn config(text: &str) -> AdapterConfig {

@@ -1,37 +1,22 @@
 //! The loader against real FMUs: the `fedtwin-test-fmus` models, packed into `.fmu` archives
 //! around their compiled shared library, and hand-made broken archives.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
 
 use fedtwin_core::SimTime;
 use fedtwin_fmi::model_description::Causality;
 use fedtwin_fmi::{FmiError, Fmu, Instance, Status, StepOutcome, to_sim_time};
 use fedtwin_test_fmus::{MODEL_IDENTIFIER, TestModel, vr};
 
-/// A directory for this test binary's archives under Cargo's scratch space for integration
-/// tests, emptied once per run so that runs do not pile up archives.
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fedtwin-fmi-tests");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    })
+    common::scratch("fedtwin-fmi-tests")
 }
 
-/// `model` packed into an `.fmu`, once per test binary: every [`Fmu::open`] unpacks its own
-/// copy, so tests that share the archive still get separate libraries.
 fn packed(model: TestModel) -> PathBuf {
-    static PACKED: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
-    let mut packed = PACKED.lock().unwrap_or_else(PoisonError::into_inner);
-    packed
-        .entry(model.name())
-        .or_insert_with(|| fedtwin_test_fmus::pack(model, scratch()).unwrap())
-        .clone()
+    common::packed(model, scratch())
 }
 
 /// An instance of `model`, initialized for a run from 0 to 1 s.
