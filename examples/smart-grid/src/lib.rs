@@ -90,33 +90,6 @@ pub enum GridError {
     Federation(#[from] HostedError),
 }
 
-/// Parses a step such as `"15min"`, `"1h"` or `"900s"`.
-///
-/// `fedtwin_core` parses `ns`, `us`, `ms` and `s` only; minutes and hours are converted here
-/// (exactly, in ticks) and everything else is left to it.
-///
-/// # Errors
-///
-/// The [`TimeError`] of the number, or of an overflowing product.
-pub fn parse_duration(text: &str) -> Result<SimDuration, TimeError> {
-    let trimmed = text.trim();
-    let (number, factor) = if let Some(n) = trimmed.strip_suffix("min") {
-        (n, 60)
-    } else if let Some(n) = trimmed.strip_suffix('h') {
-        (n, 3600)
-    } else {
-        return trimmed.parse();
-    };
-    let seconds: SimDuration = format!("{}s", number.trim_end()).parse()?;
-    seconds
-        .ticks()
-        .checked_mul(factor)
-        .map(SimDuration::from_ticks)
-        .ok_or_else(|| TimeError::Overflow {
-            what: format!("the duration `{text}`"),
-        })
-}
-
 /// The lock-step `step` parameter of `hosted`, checked positive.
 fn step_param(hosted: &Hosted, text: &str) -> Result<SimDuration, GridError> {
     let invalid = |message: String| GridError::InvalidParam {
@@ -124,7 +97,9 @@ fn step_param(hosted: &Hosted, text: &str) -> Result<SimDuration, GridError> {
         key: "step",
         message,
     };
-    let step = parse_duration(text).map_err(|e| invalid(e.to_string()))?;
+    let step: SimDuration = text
+        .parse()
+        .map_err(|e: TimeError| invalid(e.to_string()))?;
     if step.is_zero() {
         return Err(invalid("the step must be positive".to_owned()));
     }
@@ -211,6 +186,7 @@ mod tests {
 
     #[test]
     fn steps_in_minutes_and_hours_are_exact() {
+        let parse_duration = |text: &str| text.parse::<SimDuration>();
         assert_eq!(
             parse_duration("15min").unwrap(),
             SimDuration::from_secs(900).unwrap()
