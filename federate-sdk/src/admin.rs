@@ -7,7 +7,7 @@ use fedtwin_core::message::{ClientMessage, Request, Response, ServerMessage};
 use fedtwin_core::status::{FederationStatus, StallReport};
 
 use crate::error::{Error, Result};
-use crate::link::{Connector, Link};
+use crate::link::{Connector, Drive, Link};
 
 /// A connection for administering an RTI (needs an identity the policy lets administer, or
 /// an admin certificate).
@@ -24,7 +24,7 @@ impl Admin {
     ///
     /// [`Error::Connect`] or [`Error::Closed`] if the RTI cannot be reached or refuses.
     pub async fn connect(rti: impl Into<Connector>) -> Result<Self> {
-        let link = Link::open(&rti.into(), Duration::ZERO).await?;
+        let link = Link::open(&rti.into(), Duration::ZERO, Drive::Thread).await?;
         Ok(Self {
             link,
             next_request: 0,

@@ -15,7 +15,7 @@ use fedtwin_core::{ObjectModel, RtiError, SimDuration, SimTime};
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
-use crate::link::{Connector, Link};
+use crate::link::{Connector, Drive, Link};
 use crate::values::{Delivery, Grant, Interaction, ObjectInstance, Received, Reflection, Values};
 
 /// How a federate joins: federation, name, object model and time management.
@@ -53,6 +53,7 @@ pub struct FederateBuilder {
     constrained: bool,
     fastest_eigenvalue: Option<f64>,
     spin: Duration,
+    drive: Drive,
 }
 
 impl FederateBuilder {
@@ -65,6 +66,7 @@ impl FederateBuilder {
             constrained: false,
             fastest_eigenvalue: None,
             spin: Duration::from_micros(20),
+            drive: Drive::Thread,
         }
     }
 
@@ -103,6 +105,12 @@ impl FederateBuilder {
         self
     }
 
+    /// Carries a QUIC connection on the runtime that joins (the blocking federate's own).
+    pub(crate) fn drive_on_caller(mut self) -> Self {
+        self.drive = Drive::Caller;
+        self
+    }
+
     /// Connects, creates the federation if asked, joins and enables time management.
     ///
     /// # Errors
@@ -115,7 +123,7 @@ impl FederateBuilder {
     /// Not cancel safe: a dropped join may leave the federate joined until the connection,
     /// dropped with it, closes.
     pub async fn join(self, rti: impl Into<Connector>) -> Result<Federate> {
-        let link = Link::open(&rti.into(), self.spin).await?;
+        let link = Link::open(&rti.into(), self.spin, self.drive).await?;
         let mut federate = Federate {
             link,
             state: State::default(),
@@ -891,6 +899,11 @@ impl Federate {
             Some(reason) => Err(Error::Halted(reason.clone())),
             None => Ok(()),
         }
+    }
+
+    /// See [`Link::take_session_task`].
+    pub(crate) fn take_session_task(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.link.take_session_task()
     }
 
     fn poll(&mut self) -> Result<()> {

@@ -1,10 +1,9 @@
 //! The connection under a federate, whatever the transport.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use fedtwin_core::codec::{DEFAULT_MAX_FRAME, FrameReader, encode_batch, encode_frame};
@@ -127,6 +126,19 @@ pub(crate) struct Link {
     spin: Duration,
     /// Why a network connection ended, once it has.
     closed: Option<Arc<Mutex<Option<String>>>>,
+    /// The task carrying a QUIC connection on the caller's runtime ([`Drive::Caller`]).
+    session: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Who carries a QUIC connection's I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drive {
+    /// A thread of its own, which keeps the connection alive whatever the federate does.
+    Thread,
+    /// A task on the runtime that opens the link, run whenever the federate waits on that
+    /// runtime: no hand-off between threads per message. Whoever owns the runtime must also
+    /// drive it now and then between calls (keep-alives, acknowledgements).
+    Caller,
 }
 
 impl fmt::Debug for Link {
@@ -138,7 +150,7 @@ impl fmt::Debug for Link {
 }
 
 impl Link {
-    pub(crate) async fn open(connector: &Connector, spin: Duration) -> Result<Self> {
+    pub(crate) async fn open(connector: &Connector, spin: Duration, drive: Drive) -> Result<Self> {
         match connector {
             Connector::Embedded(rti) => {
                 let connection = rti.connect().map_err(|_| Error::Disconnected)?;
@@ -147,10 +159,17 @@ impl Link {
                     incoming: connection.receiver,
                     spin,
                     closed: None,
+                    session: None,
                 })
             }
-            Connector::Quic(target) => open_quic(target.clone(), spin).await,
+            Connector::Quic(target) => open_quic(target.clone(), spin, drive).await,
         }
+    }
+
+    /// The task carrying the connection, when it runs on the caller's runtime: whoever owns
+    /// that runtime lets it finish (and close the connection politely) after the link drops.
+    pub(crate) fn take_session_task(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.session.take()
     }
 
     fn disconnected(&self) -> Error {
@@ -210,11 +229,12 @@ fn closed_error(closed: &Mutex<Option<String>>) -> Error {
     }
 }
 
-/// Connects on a thread of its own, which then carries the connection's I/O: keep-alives and
-/// acknowledgements go on while the simulator computes between calls. When the daemon keeps
-/// sessions, the same thread resumes a lost connection within the grace period: the federate
-/// sees nothing but a delay.
-async fn open_quic(target: QuicTarget, spin: Duration) -> Result<Link> {
+/// Connects and carries the connection's I/O on a thread of its own, which keeps
+/// acknowledgements and keep-alives going while the simulator computes between calls, or as a
+/// task on the caller's runtime ([`Drive::Caller`]). When the daemon keeps sessions, the same
+/// thread or task resumes a lost connection within the grace period: the federate sees nothing
+/// but a delay.
+async fn open_quic(target: QuicTarget, spin: Duration, drive: Drive) -> Result<Link> {
     let (ready, connected) = tokio::sync::oneshot::channel();
     let (requests, outgoing) = unbounded_channel();
     let (datagrams, best_effort) = unbounded_channel();
@@ -222,46 +242,46 @@ async fn open_quic(target: QuicTarget, spin: Duration) -> Result<Link> {
     let on_stream = requests.downgrade();
     let closed = Arc::new(Mutex::new(None));
     let closed_by_io = closed.clone();
-    std::thread::Builder::new()
-        .name("fedtwin-quic".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
+    let session = async move {
+        match connect(&target).await {
+            Ok(first) => {
+                let _ = ready.send(Ok(()));
+                let mut channels = Channels {
+                    outgoing,
+                    best_effort,
+                    on_stream,
+                    deliver,
+                };
+                let why = run_session(&target, first, &mut channels).await;
+                if let Some(why) = why {
+                    debug!(reason = %why, "connection to the RTI ended");
+                    if let Ok(mut slot) = closed_by_io.lock() {
+                        slot.get_or_insert(why);
+                    }
+                }
+                // Only now may the federate see the channels close: the reason is in.
+                drop(channels);
+            }
+            Err(error) => {
+                let _ = ready.send(Err(error));
+            }
+        }
+    };
+    let (task, spin) = match drive {
+        // Polling the channel would keep the runtime, and so the I/O, from running.
+        Drive::Caller => (Some(tokio::spawn(session)), Duration::ZERO),
+        Drive::Thread => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = ready.send(Err(Error::Runtime(e.to_string())));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match connect(&target).await {
-                    Ok(first) => {
-                        let _ = ready.send(Ok(()));
-                        let mut channels = Channels {
-                            outgoing,
-                            best_effort,
-                            on_stream,
-                            deliver,
-                        };
-                        let why = run_session(&target, first, &mut channels).await;
-                        if let Some(why) = why {
-                            debug!(reason = %why, "connection to the RTI ended");
-                            if let Ok(mut slot) = closed_by_io.lock() {
-                                slot.get_or_insert(why);
-                            }
-                        }
-                        // Only now may the federate see the channels close: the reason is in.
-                        drop(channels);
-                    }
-                    Err(error) => {
-                        let _ = ready.send(Err(error));
-                    }
-                }
-            });
-        })
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+            std::thread::Builder::new()
+                .name("fedtwin-quic".into())
+                .spawn(move || runtime.block_on(session))
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+            (None, spin)
+        }
+    };
     connected
         .await
         .map_err(|_| Error::Connect("the connection thread ended".into()))??;
@@ -274,6 +294,7 @@ async fn open_quic(target: QuicTarget, spin: Duration) -> Result<Link> {
         incoming,
         spin,
         closed: Some(closed),
+        session: task,
     })
 }
 
@@ -356,6 +377,17 @@ impl SessionState {
     }
 }
 
+/// The session state, shared by the reading and writing halves of a connection. A mutex
+/// rather than a `RefCell` only so that the session's future may be spawned on a runtime;
+/// both halves run on one thread, so it is never contended.
+struct Kept(Mutex<SessionState>);
+
+impl Kept {
+    fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// How many messages the federate receives between acknowledgements: the daemon keeps about
 /// this many for a resume while connected.
 const ACK_EVERY: u64 = 64;
@@ -367,7 +399,7 @@ async fn run_session(
     first: Connected,
     channels: &mut Channels,
 ) -> Option<String> {
-    let state = RefCell::new(SessionState::default());
+    let state = Kept(Mutex::new(SessionState::default()));
     let mut current = first;
     let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
     loop {
@@ -380,14 +412,14 @@ async fn run_session(
                 _ => None,
             };
         };
-        let Some((token, grace)) = state.borrow().token else {
+        let Some((token, grace)) = state.lock().token else {
             return Some(why);
         };
         warn!(reason = %why, grace_ms = grace.as_millis() as u64, "connection to the RTI lost; resuming");
         let deadline = Instant::now() + grace;
         let mut pause = Duration::from_millis(50);
         let resumed = loop {
-            let received = state.borrow().received;
+            let received = state.lock().received;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break Err(format!(
@@ -414,7 +446,7 @@ async fn run_session(
         // daemon drops ids it has handled, so a newer one first would hide them.
         let mut buffer = Vec::new();
         for message in state
-            .borrow()
+            .lock()
             .unanswered
             .range(last_request + 1..)
             .map(|(_, m)| m)
@@ -427,7 +459,7 @@ async fn run_session(
             return Some(format!("{why}; the resumed connection failed: {error}"));
         }
         info!(
-            resent = state.borrow().unanswered.range(last_request + 1..).count(),
+            resent = state.lock().unanswered.range(last_request + 1..).count(),
             "session resumed"
         );
         std::mem::swap(&mut current, &mut next);
@@ -520,7 +552,7 @@ async fn carry(
     current: &mut Connected,
     reader: &mut FrameReader,
     channels: &mut Channels,
-    state: &RefCell<SessionState>,
+    state: &Kept,
 ) -> Ended {
     let Channels {
         outgoing,
@@ -563,7 +595,7 @@ async fn carry(
             loop {
                 match reader.next_message::<ServerMessage>() {
                     Ok(Some(message)) => {
-                        let mut state = state.borrow_mut();
+                        let mut state = state.lock();
                         match message {
                             ServerMessage::Session { token, grace_ms } => {
                                 state.sessions = Some(true);
@@ -613,7 +645,7 @@ async fn carry(
                     None => break,
                 },
                 () = ack_due.notified() => {
-                    let mut state = state.borrow_mut();
+                    let mut state = state.lock();
                     state.acked = state.received;
                     ClientMessage {
                         id: ClientMessage::BEST_EFFORT,
@@ -621,10 +653,10 @@ async fn carry(
                     }
                 }
             };
-            state.borrow_mut().keep(&first);
+            state.lock().keep(&first);
             let more = || {
                 let message = outgoing.try_recv().ok()?;
-                state.borrow_mut().keep(&message);
+                state.lock().keep(&message);
                 Some(message)
             };
             for error in encode_batch(first, more, &mut buffer, DEFAULT_MAX_FRAME) {

@@ -345,3 +345,41 @@ fn best_effort_datagrams_arrive_and_status_shows_the_key_exchange() {
     ping.resign().unwrap();
     pong.resign().unwrap();
 }
+
+#[test]
+fn a_blocking_federate_that_computes_past_the_idle_timeout_stays_connected() {
+    // A blocking federate carries its connection on its own thread while it waits for the
+    // RTI; between calls its keeper does. Without the keeper, two seconds of computing would
+    // outlast the one-second idle timeout, and with sessions off the daemon would lose it.
+    let scratch = Scratch::new("keeper");
+    let (certs, config) = federation_setup(&scratch);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[limits]\nidle_timeout = \"1s\"\n[faults]\nresume_grace = \"0s\"\n");
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start(&config);
+    let mut connector = daemon.connector(&certs, "ping");
+    if let federate_sdk::Connector::Quic(target) = &mut connector {
+        target.idle_timeout = Duration::from_secs(1);
+    }
+    let mut ping = Federate::builder("ping-pong", "ping")
+        .create_federation(ping_pong::model())
+        .time_regulating(SimDuration::from_millis(1).unwrap())
+        .join_blocking(connector)
+        .unwrap();
+    ping.publish_interaction("Ping").unwrap();
+    // The simulator computes.
+    std::thread::sleep(Duration::from_millis(2500));
+    let five_ms = federate_sdk::SimTime::from_ticks(5_000_000);
+    let grant = ping
+        .advance_to(five_ms)
+        .expect("still connected after computing past the idle timeout");
+    assert_eq!(grant.time, five_ms);
+    ping.resign().unwrap();
+    daemon.stop();
+    let audit = std::fs::read_to_string(scratch.path("audit.log")).unwrap();
+    assert!(audit.contains("\"Resign\""), "{audit}");
+    assert!(
+        !audit.contains("\"Lost\""),
+        "the daemon lost the federate:\n{audit}"
+    );
+}
