@@ -368,6 +368,18 @@ pub enum Request {
 }
 
 impl Request {
+    /// Whether the RTI answers this request when it succeeds. Updates, interactions and
+    /// advance requests are answered only when refused: the RTI handles a connection's
+    /// requests in order, so any later answer, and for an advance its grant, says that they
+    /// succeeded. A federate in lock-step then gets one message per step (the grant with what
+    /// it delivers) rather than three.
+    pub fn answered_on_success(&self) -> bool {
+        !matches!(
+            self,
+            Self::UpdateAttributes { .. } | Self::SendInteraction { .. } | Self::Advance { .. }
+        )
+    }
+
     /// A short name for logs and errors.
     pub fn name(&self) -> &'static str {
         match self {
@@ -564,6 +576,14 @@ pub enum ServerMessage {
     /// Session layer: the answer to [`Request::Resume`]. Requests with ids above
     /// `last_request` did not reach the RTI and must be sent again. Not counted.
     Resumed {
+        /// The highest request id the RTI handled in this session.
+        last_request: u64,
+    },
+    /// Session layer: every request up to `last_request` has been handled, so the federate
+    /// need not keep them to send again after a resume. Sent now and then, as requests that
+    /// succeed quietly ([`Request::answered_on_success`]) confirm nothing themselves. Not
+    /// counted.
+    Handled {
         /// The highest request id the RTI handled in this session.
         last_request: u64,
     },

@@ -189,8 +189,11 @@ struct State {
     /// The request whose response a call is waiting for, and that response once it came.
     awaiting: Option<u64>,
     answer: Option<std::result::Result<Response, RtiError>>,
-    /// Pipelined requests not yet answered, oldest first.
+    /// Pipelined requests not known to have succeeded, oldest first. They are answered only
+    /// when refused; a later answer, or the grant of a later advance, confirms them.
     unanswered: VecDeque<(u64, &'static str)>,
+    /// The id of the last advance request, whose grant confirms everything sent before it.
+    advance_request: u64,
     /// The first refusal of a pipelined request, reported by the next call.
     deferred: Option<Error>,
     time: SimTime,
@@ -720,8 +723,8 @@ impl Federate {
         if !self.state.advancing {
             return Err(Error::Protocol("no time advance is pending".into()));
         }
-        self.wait(|s| s.granted.is_some()).await?;
-        Ok(self.collect_grant())
+        self.state.awaiting = Some(self.state.advance_request);
+        self.await_grant().await
     }
 
     /// The GALT: no timestamped message below it can still arrive. `None` means nothing
@@ -813,14 +816,45 @@ impl Federate {
         Ok(())
     }
 
+    /// An advance is answered only if refused; otherwise its grant is the answer. Pipelined
+    /// refusals that arrive meanwhile are left for the next call.
     async fn advance(&mut self, kind: AdvanceKind, time: SimTime) -> Result<Grant> {
         if self.state.advancing {
             return Err(Error::AdvancePending);
         }
-        self.call_quietly(Request::Advance { kind, time }).await?;
+        self.take_deferred()?;
+        let id = self.send(Request::Advance { kind, time })?;
+        self.state.advance_request = id;
+        self.state.awaiting = Some(id);
         self.state.advancing = true;
-        self.wait(|s| s.granted.is_some()).await?;
-        Ok(self.collect_grant())
+        self.await_grant().await
+    }
+
+    /// Waits for the pending advance's grant or refusal.
+    async fn await_grant(&mut self) -> Result<Grant> {
+        let waited = self
+            .wait(|s| s.granted.is_some() || s.answer.as_ref().is_some_and(|a| a.is_err()))
+            .await;
+        self.state.awaiting = None;
+        let answer = self.state.answer.take();
+        if let Err(error) = waited {
+            self.state.advancing = false;
+            return Err(error);
+        }
+        match answer {
+            Some(Err(RtiError::FederationHalted(reason))) => {
+                self.state.advancing = false;
+                Err(Error::Halted(reason))
+            }
+            Some(Err(source)) => {
+                self.state.advancing = false;
+                Err(Error::Refused {
+                    request: "advance",
+                    source,
+                })
+            }
+            _ => Ok(self.collect_grant()),
+        }
     }
 
     fn collect_grant(&mut self) -> Grant {
@@ -865,6 +899,11 @@ impl Federate {
     /// Sends a request whose response is only checked later.
     fn pipeline(&mut self, what: &'static str, request: Request) -> Result<()> {
         let id = self.send(request)?;
+        if self.state.unanswered.len() >= KEPT_UNCONFIRMED {
+            // A federate that only sends never hears back when all goes well; its oldest
+            // requests are forgotten, and a refusal of one is reported without its name.
+            self.state.unanswered.pop_front();
+        }
         self.state.unanswered.push_back((id, what));
         // Absorb what has arrived so that responses do not pile up in a long send loop.
         self.poll()
@@ -885,7 +924,8 @@ impl Federate {
     /// being answered (a resignation) is still waited for.
     async fn wait(&mut self, done: impl Fn(&State) -> bool) -> Result<()> {
         while !done(&self.state) {
-            if self.state.awaiting.is_none() {
+            // A resignation still waits for its answer; an advance waits for nothing more.
+            if self.state.awaiting.is_none() || self.state.advancing {
                 self.check_halted()?;
             }
             let message = self.link.recv().await?;
@@ -947,6 +987,9 @@ impl Federate {
     }
 }
 
+/// How many unconfirmed pipelined requests a federate remembers by name.
+const KEPT_UNCONFIRMED: usize = 1 << 16;
+
 impl State {
     fn absorb(&mut self, message: ServerMessage, names: &Names) -> Result<()> {
         match message {
@@ -956,7 +999,9 @@ impl State {
                 Ok(())
             }
             // The link's session layer consumes these.
-            ServerMessage::Session { .. } | ServerMessage::Resumed { .. } => Ok(()),
+            ServerMessage::Session { .. }
+            | ServerMessage::Resumed { .. }
+            | ServerMessage::Handled { .. } => Ok(()),
         }
     }
 
@@ -965,28 +1010,44 @@ impl State {
         id: u64,
         result: std::result::Result<Response, RtiError>,
     ) -> Result<()> {
+        // Requests are handled in order: this answer confirms every quiet one before it.
+        while self
+            .unanswered
+            .front()
+            .is_some_and(|(earlier, _)| *earlier < id)
+        {
+            self.unanswered.pop_front();
+        }
         if self.awaiting == Some(id) {
             self.answer = Some(result);
             return Ok(());
         }
-        match self.unanswered.pop_front() {
-            Some((expected, what)) if expected == id => {
-                if let Err(source) = result {
-                    debug!(%source, request = what, "pipelined request refused");
-                    self.deferred.get_or_insert(Error::EarlierRefused {
-                        request: what,
-                        source,
-                    });
-                }
-                Ok(())
+        let what = match self.unanswered.front() {
+            Some((expected, what)) if *expected == id => {
+                let what = *what;
+                self.unanswered.pop_front();
+                what
             }
-            _ => Err(Error::Protocol(format!("response to unknown request {id}"))),
+            // Beyond what is kept (see `pipeline`): still a pipelined request's refusal.
+            _ if id < self.next_request && result.is_err() => "an earlier update or interaction",
+            _ => return Err(Error::Protocol(format!("response to unknown request {id}"))),
+        };
+        if let Err(source) = result {
+            debug!(%source, request = what, "pipelined request refused");
+            self.deferred.get_or_insert(Error::EarlierRefused {
+                request: what,
+                source,
+            });
         }
+        Ok(())
     }
 
     fn on_callback(&mut self, callback: Callback, names: &Names) {
         match callback {
             Callback::TimeAdvanceGrant { time, bound } => {
+                // Granted, so the advance and all sent before it succeeded.
+                let advance = self.advance_request;
+                self.unanswered.retain(|(id, _)| *id > advance);
                 self.granted = Some(time);
                 if bound.is_some() {
                     self.bound = bound;

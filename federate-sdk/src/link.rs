@@ -364,12 +364,18 @@ struct SessionState {
     received: u64,
     /// The count last acknowledged.
     acked: u64,
-    /// Requests sent and not yet answered, by id: those the daemon did not handle are sent
-    /// again after a resume.
+    /// Requests sent and not yet confirmed (by an answer to them or to a later request, or by
+    /// the daemon's `Handled`), by id: those the daemon did not handle are sent again after a
+    /// resume.
     unanswered: BTreeMap<u64, ClientMessage>,
 }
 
 impl SessionState {
+    /// Forgets the requests up to `last`: the daemon has handled them.
+    fn confirm(&mut self, last: u64) {
+        self.unanswered = self.unanswered.split_off(&last.saturating_add(1));
+    }
+
     fn keep(&mut self, message: &ClientMessage) {
         if self.sessions != Some(false) && message.id != ClientMessage::BEST_EFFORT {
             self.unanswered.insert(message.id, message.clone());
@@ -508,7 +514,7 @@ async fn resume(
         loop {
             match reader.next_message::<ServerMessage>() {
                 // The new connection's own session, which the resume replaces.
-                Ok(Some(ServerMessage::Session { .. })) => {}
+                Ok(Some(ServerMessage::Session { .. } | ServerMessage::Handled { .. })) => {}
                 Ok(Some(ServerMessage::Resumed { last_request })) => {
                     return Ok((connected, reader, last_request));
                 }
@@ -603,8 +609,13 @@ async fn carry(
                                 continue;
                             }
                             ServerMessage::Resumed { .. } => continue,
+                            ServerMessage::Handled { last_request } => {
+                                state.confirm(last_request);
+                                continue;
+                            }
                             ServerMessage::Response { id, .. } => {
-                                state.unanswered.remove(&id);
+                                // Handled in order: earlier quiet requests succeeded too.
+                                state.confirm(id);
                             }
                             ServerMessage::Callback(_) => {}
                         }

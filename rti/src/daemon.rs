@@ -294,6 +294,10 @@ fn drain_audit(engine: &mut Engine, sessions: &mut Sessions, audit: &mut Option<
     }
 }
 
+/// How many requests the daemon handles between telling a federate so
+/// ([`ServerMessage::Handled`]).
+const CONFIRM_EVERY: u64 = 64;
+
 /// A federate's session: what outlives its connection for the grace period.
 struct Session {
     /// Certificate name; only the same identity may resume the session.
@@ -309,6 +313,8 @@ struct Session {
     keeping: bool,
     /// The highest request id handed to the engine: later duplicates are dropped.
     last_request: u64,
+    /// Requests handed to the engine since the federate was last told they were handled.
+    unconfirmed: u64,
     /// When the connection was lost, while suspended.
     suspended_at: Option<Instant>,
 }
@@ -368,6 +374,7 @@ impl Sessions {
                 unacked: VecDeque::new(),
                 keeping: token.is_some(),
                 last_request: 0,
+                unconfirmed: 0,
                 suspended_at: None,
             },
         );
@@ -408,14 +415,27 @@ impl Sessions {
                 }
             }
             _ => {
-                if message.id != ClientMessage::BEST_EFFORT {
-                    if message.id <= session.last_request {
-                        debug!(id = message.id, "request already handled; dropped");
+                let request = message.id;
+                if request != ClientMessage::BEST_EFFORT {
+                    if request <= session.last_request {
+                        debug!(id = request, "request already handled; dropped");
                         return;
                     }
-                    session.last_request = message.id;
+                    session.last_request = request;
+                    session.unconfirmed += 1;
                 }
                 engine.handle(now, id, message);
+                // Requests that succeed quietly confirm nothing: say now and then how far the
+                // engine got, so that the federate can forget what it keeps to resend.
+                if session.unconfirmed >= CONFIRM_EVERY
+                    && session.token.is_some()
+                    && let Some((_, writer)) = &session.link
+                {
+                    session.unconfirmed = 0;
+                    let _ = writer.send(ServerMessage::Handled {
+                        last_request: session.last_request,
+                    });
+                }
             }
         }
     }
@@ -937,7 +957,12 @@ mod tests {
     fn counted(messages: &[ServerMessage]) -> u64 {
         messages
             .iter()
-            .filter(|m| !matches!(m, ServerMessage::Session { .. }))
+            .filter(|m| {
+                !matches!(
+                    m,
+                    ServerMessage::Session { .. } | ServerMessage::Handled { .. }
+                )
+            })
             .count() as u64
     }
 
@@ -1092,6 +1117,41 @@ mod tests {
                     if reason.contains("more than 3 messages")
             )),
             "{told:?}"
+        );
+    }
+
+    #[test]
+    fn quiet_successes_are_confirmed_every_so_many_requests() {
+        let mut f = Fixture::new(Duration::from_secs(10), 1000);
+        let [mut ping, _pong] = f.joined_pair();
+        let class = fedtwin_core::model::InteractionClassHandle(0);
+        f.request(1, Request::PublishInteraction { class });
+        // ping's session has had create, join, regulation and publish: 4 requests so far.
+        let first = f.next_id + 1;
+        for _ in 0..70 {
+            f.request(
+                1,
+                Request::SendInteraction {
+                    class,
+                    parameters: Vec::new(),
+                    timestamp: None,
+                },
+            );
+        }
+        let messages = drain(&mut ping);
+        let handled: Vec<u64> = messages
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Handled { last_request } => Some(*last_request),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(handled, vec![first + 59], "at the session's 64th request");
+        assert!(
+            !messages
+                .iter()
+                .any(|m| matches!(m, ServerMessage::Response { id, .. } if *id >= first)),
+            "interactions that succeed are not answered: {messages:?}"
         );
     }
 

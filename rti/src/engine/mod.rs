@@ -403,6 +403,7 @@ impl Engine {
                 ),
                 Some(federation) => {
                     let advance = matches!(request, Request::Advance { .. });
+                    let answered = request.answered_on_success();
                     let result = federation.handle(federate, request, &mut self.scratch);
                     if advance && result.is_ok() {
                         federation.note_progress(now);
@@ -412,7 +413,9 @@ impl Engine {
                     }
                     // The answer first, then what the request caused, then the grants that it
                     // made possible.
-                    self.outbox.respond(connection, id, result);
+                    if answered || result.is_err() {
+                        self.outbox.respond(connection, id, result);
+                    }
                     self.outbox.append(&mut self.scratch);
                     federation.settle(now, &mut self.outbox);
                     self.stamp_audit(&peer);

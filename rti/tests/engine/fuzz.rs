@@ -162,7 +162,8 @@ fn a_valid_lifecycle_reaches_deep_into_the_engine() {
     let summary = ops::run(&program.into_bytes());
 
     // Almost everything is accepted: only the destruction while federates remain is refused.
-    assert_eq!((summary.handled, summary.answered), (48, 48), "{summary:?}");
+    // The 17 updates, interactions and advances among them succeed quietly.
+    assert_eq!((summary.handled, summary.answered), (48, 31), "{summary:?}");
     assert_eq!(summary.accepted, summary.handled - 1, "{summary:?}");
     assert!(summary.callbacks >= 20, "{summary:?}");
 }

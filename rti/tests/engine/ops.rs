@@ -21,8 +21,9 @@
 //!
 //! - a handled request on an open connection is answered by exactly one response, with its id,
 //!   to that connection, before any callback to that connection, unless its id is
-//!   `ClientMessage::BEST_EFFORT`; a best-effort request, a request on a closed connection and
-//!   every other operation are answered by nothing;
+//!   `ClientMessage::BEST_EFFORT` or it succeeded and succeeds quietly
+//!   (`Request::answered_on_success`), when it is answered by nothing; so are a request on a
+//!   closed connection and every other operation;
 //! - nothing is sent to a closed connection;
 //! - every message the engine sends survives the frame codec unchanged;
 //! - a federate's grants never go back in time.
@@ -148,9 +149,9 @@ pub(crate) enum EngineKind {
 pub(crate) struct Summary {
     /// Requests handled on an open connection.
     pub(crate) handled: usize,
-    /// Of those, the ones answered (all but the best-effort ones).
+    /// Of those, the ones answered (all but the best-effort ones and quiet successes).
     pub(crate) answered: usize,
-    /// Of those, the ones answered with success.
+    /// Of the handled requests, the ones that succeeded (answered or quietly).
     pub(crate) accepted: usize,
     /// Callbacks sent.
     pub(crate) callbacks: usize,
@@ -332,6 +333,7 @@ impl Driver {
     fn handle(&mut self, connection: ConnectionId, message: ClientMessage) {
         let id = message.id;
         let name = message.request.name();
+        let answered = message.request.answered_on_success();
         let resign = matches!(message.request, Request::Resign);
         self.engine.handle(self.now, connection, message);
         if !self.open.contains(&connection) {
@@ -355,17 +357,26 @@ impl Driver {
             );
             return;
         }
-        let responses = self.drain(Some(connection));
+        let responses = self.drain(answered.then_some(connection));
+        if !answered && responses.is_empty() {
+            // Succeeded quietly.
+            self.summary.accepted += 1;
+            return;
+        }
         assert_eq!(
             responses.len(),
             1,
             "{name} {id} on {connection:?} must be answered exactly once: {responses:?}"
         );
-        let (to, answered, accepted) = responses[0];
+        let (to, answered_id, accepted) = responses[0];
         assert_eq!(
-            (to, answered),
+            (to, answered_id),
             (connection, id),
             "answered the wrong request"
+        );
+        assert!(
+            answered || !accepted,
+            "{name} {id} succeeded and was answered, though it should succeed quietly"
         );
         self.summary.answered += 1;
         if accepted {
