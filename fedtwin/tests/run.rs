@@ -493,3 +493,42 @@ fn an_interrupted_run_keeps_what_was_recorded_and_exits_with_130() {
     assert_eq!(header, ["time_s", "mass.v", "mass.x", "spring.force"]);
     assert_eq!(rows[0], ["0", "0", "1", "-100"]);
 }
+
+#[test]
+fn a_federate_that_fails_before_the_start_stops_the_run_under_resign_too() {
+    // `pong` cannot read its step, so it never joins; `ping` and the recorder wait for it at
+    // the start barrier. Resigning it would not help them: the run ends, naming it.
+    let dir = scratch("early");
+    std::fs::write(
+        dir.join("federation.toml"),
+        r#"
+[federation]
+name = "early"
+stop = "1s"
+on_federate_lost = "resign"
+
+[[federate]]
+name = "ping"
+builtin = "ping-pong/ping"
+
+[[federate]]
+name = "pong"
+builtin = "ping-pong/pong"
+[federate.params]
+step = "a banana"
+
+[record]
+interactions = ["Ping"]
+"#,
+    )
+    .unwrap();
+    let output = run(&dir, "federation.toml", &[]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("`pong` failed before the federation started"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: federate `pong`: "), "{stderr}");
+    assert!(!stderr.contains("did not join within"), "{stderr}");
+}

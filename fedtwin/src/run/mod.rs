@@ -186,6 +186,9 @@ struct Run {
     recording: Arc<Mutex<Recording>>,
     /// The recorder's time in ticks, for the progress display.
     progress: Arc<AtomicI64>,
+    /// Whether the recorder passed the start barrier: until then a failed participant holds
+    /// every other at the barrier, whatever the loss policy.
+    started: Arc<AtomicBool>,
     /// Tells the child-process watchers to kill their child.
     stop_children: Arc<AtomicBool>,
 }
@@ -205,6 +208,7 @@ impl Run {
             base,
             recording: Arc::new(Mutex::new(Recording::new())),
             progress: Arc::new(AtomicI64::new(0)),
+            started: Arc::new(AtomicBool::new(false)),
             stop_children: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -272,7 +276,18 @@ impl Run {
                 progress.finish();
                 return Ending::Interrupted;
             }
-            if halt && results.iter().any(|r| matches!(r, Some(Err(_)))) {
+            let failed = results.iter().position(|r| matches!(r, Some(Err(_))));
+            let early = failed.is_some() && !self.started.load(Ordering::SeqCst);
+            if let Some(index) = failed.filter(|_| halt || early) {
+                if early {
+                    // Nobody can pass the start barrier without it: waiting would only end in
+                    // the barrier's timeout.
+                    complain!(
+                        "`{}` failed before the federation started; stopping the others, \
+                         which cannot start without it",
+                        self.name(index)
+                    );
+                }
                 // Reports already in also go into the summary (federates often fail together).
                 while let Ok((index, result)) = received.try_recv() {
                     results[index] = Some(result);
@@ -415,11 +430,14 @@ impl Run {
         };
         let recording = self.recording.clone();
         let progress = self.progress.clone();
+        let started = self.started.clone();
         thread::Builder::new()
             .name("recorder".into())
             .spawn(move || {
                 reported(index, &reports, || {
+                    // The first grant comes right after the start barrier.
                     recorder::run(&config, &recording, |time| {
+                        started.store(true, Ordering::SeqCst);
                         progress.store(time.ticks(), Ordering::Relaxed);
                     })
                     .map_err(|e| e.to_string())
