@@ -29,27 +29,24 @@
 //!   own current-thread runtime (as the daemon and the SDK's QUIC link thread run), over
 //!   loopback with the TLS configurations fedtwin uses; one bidirectional stream; the client
 //!   writes [`MESSAGE_LEN`] bytes and waits for their echo.
-//! * `raw-quinn-handoff/quic`: the same echo behind the SDK's link structure: the timing thread
-//!   hands each message to a QUIC I/O thread and parks until the echo comes back from it. It
-//!   tells the cost of those two hand-offs apart from the daemon's.
+//! * `raw-quinn-handoff/quic`: the same echo behind the async SDK's link structure: the timing
+//!   thread hands each message to a QUIC I/O thread and parks until the echo comes back from
+//!   it. It tells the cost of those two hand-offs, which the blocking SDK no longer pays.
 //! * `advance/quic`: the daemon in a child process (this executable run with the hidden
 //!   `--serve-daemon DIR` argument, serving as `fedtwin rti` does, on a current-thread
 //!   runtime) and one federate, regulating with a lookahead of one tick and constrained, timing
-//!   the blocking `advance_to(t + 1 tick)`: request, response and grant. Every `quic` scenario
+//!   the blocking `advance_to(t + 1 tick)`: the request and its grant. Every `quic` scenario
 //!   starts a daemon process of its own and stops it at the end by closing its standard input;
 //!   a daemon also stops when the bench dies, and is killed if it does not stop in time.
 //! * `advance/quic-inproc`: the same with the daemon on a thread of the bench's process, to
 //!   show what the process boundary costs.
 //! * `advance/embedded`: the same federate against the embedded RTI.
-//! * `advance-nospin/*`: the same with the SDK's spin before parking turned off
-//!   (`.spin(Duration::ZERO)`).
 //!
 //! The multi-federate scenarios below run each federate on a thread of its own (blocking API)
 //! unless said otherwise; over `quic` each has its own connection (and certificate, named
 //! `f<i>`) to the daemon process. All are regulating with a lookahead of one step
 //! ([`RING_STEP`], 1 ms) and constrained. Embedded they keep the SDK's default poll before
-//! parking; over QUIC, with more than two, they park at once (`.spin(Duration::ZERO)`), which
-//! measured faster there. They start together: `f0`
+//! parking; over QUIC each waits on its own connection's sockets. They start together: `f0`
 //! registers the [`START`] sync point for all once all have joined, then each synchronizes.
 //!
 //! * `lockstep/*` (N = 2, 8, 32): a ring. Federate `i` updates one `f64` of its object each
@@ -149,7 +146,7 @@ struct Scenario {
 }
 
 /// Every scenario, in the order they run and print.
-const SCENARIOS: [Scenario; 25] = [
+const SCENARIOS: [Scenario; 23] = [
     Scenario {
         name: "raw-udp",
         transport: "udp",
@@ -175,12 +172,6 @@ const SCENARIOS: [Scenario; 25] = [
         run: advance_quic,
     },
     Scenario {
-        name: "advance-nospin",
-        transport: "quic",
-        federates: 1,
-        run: advance_quic_no_spin,
-    },
-    Scenario {
         name: "advance",
         transport: "quic-inproc",
         federates: 1,
@@ -191,12 +182,6 @@ const SCENARIOS: [Scenario; 25] = [
         transport: "embedded",
         federates: 1,
         run: advance_embedded,
-    },
-    Scenario {
-        name: "advance-nospin",
-        transport: "embedded",
-        federates: 1,
-        run: advance_embedded_no_spin,
     },
     Scenario {
         name: "lockstep",
@@ -620,29 +605,19 @@ fn raw_quinn_handoff(setup: &Setup, _federates: usize) -> Result<Measurement, St
     Ok(measurement)
 }
 
-/// `advance/quic`: one federate against the daemon, with the SDK's default spin.
+/// `advance/quic`: one federate against the daemon.
 fn advance_quic(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
-    advance_over_quic(setup, None, Placement::Process)
+    advance_over_quic(setup, Placement::Process)
 }
 
 /// `advance/quic-inproc`: as [`advance_quic`] with the daemon on a thread of this process.
 fn advance_quic_in_process(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
-    advance_over_quic(setup, None, Placement::Thread)
+    advance_over_quic(setup, Placement::Thread)
 }
 
-/// `advance-nospin/quic`: as [`advance_quic`], parking at once while waiting for the RTI.
-fn advance_quic_no_spin(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
-    advance_over_quic(setup, Some(Duration::ZERO), Placement::Process)
-}
-
-/// `advance/embedded`: one federate against the embedded RTI, with the SDK's default spin.
+/// `advance/embedded`: one federate against the embedded RTI.
 fn advance_embedded(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
-    advance_over_embedded(setup, None)
-}
-
-/// `advance-nospin/embedded`: as [`advance_embedded`], parking at once while waiting.
-fn advance_embedded_no_spin(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
-    advance_over_embedded(setup, Some(Duration::ZERO))
+    advance_over_embedded(setup)
 }
 
 /// `lockstep/embedded`: a ring of federates exchanging one attribute per step with TAR.
@@ -861,20 +836,14 @@ fn join_member(
     connector: Connector,
     name: &str,
     model: ObjectModel,
-    federates: usize,
 ) -> Result<blocking::Federate, String> {
-    let mut builder = Federate::builder(FEDERATION, name)
+    // Embedded, every federate keeps the SDK's default poll before parking (with 8 threads on
+    // two cores it still gives 4x the grants of parking at once, as polls yield the core).
+    // Over QUIC a blocking federate waits on its connection's sockets and never polls.
+    Federate::builder(FEDERATION, name)
         .create_federation(model)
         .time_regulating(RING_STEP)
-        .time_constrained();
-    // Embedded, every federate keeps the SDK's default poll before parking (with 8 threads on
-    // two cores it still gives 4x the grants of parking at once, as polls yield the core). Over
-    // QUIC each federate also has an I/O thread, and with more than two federates parking at
-    // once measured about 20 % faster.
-    if federates > 2 && matches!(connector, Connector::Quic(_)) {
-        builder = builder.spin(Duration::ZERO);
-    }
-    builder
+        .time_constrained()
         .join_blocking(connector)
         .map_err(|e| format!("{name} join: {e}"))
 }
@@ -941,7 +910,7 @@ fn ring_member(
     let federates = names.len();
     let name = &names[index];
     let neighbour = (index + 1) % federates;
-    let mut federate = join_member(connector, name, ring_model(federates), federates)?;
+    let mut federate = join_member(connector, name, ring_model(federates))?;
     let fail = |what: &str, e: federate_sdk::Error| format!("{name} {what}: {e}");
     let object = match mode {
         RingMode::Lockstep => {
@@ -1063,7 +1032,7 @@ fn pingpong_member(
     let model = ObjectModel::new()
         .with_interaction_class("Ping", ["count"])
         .with_interaction_class("Pong", ["count"]);
-    let mut federate = join_member(connector, name, model, names.len())?;
+    let mut federate = join_member(connector, name, model)?;
     let fail = |what: &str, e: federate_sdk::Error| format!("{name} {what}: {e}");
     let (sends, receives) = if index == 0 {
         ("Ping", "Pong")
@@ -1200,7 +1169,7 @@ fn phold_member(
 ) -> Result<Run, String> {
     let federates = names.len();
     let name = &names[index];
-    let mut federate = join_member(connector, name, phold_model(federates), federates)?;
+    let mut federate = join_member(connector, name, phold_model(federates))?;
     let fail = |what: &str, e: federate_sdk::Error| format!("{name} {what}: {e}");
     let classes: Vec<String> = (0..federates).map(|i| format!("Ev{i}")).collect();
     for (other, class) in classes.iter().enumerate() {
@@ -1391,41 +1360,29 @@ impl XorShift {
 
 // Scenario building blocks.
 
-fn advance_over_quic(
-    setup: &Setup,
-    spin: Option<Duration>,
-    placement: Placement,
-) -> Result<Measurement, String> {
+fn advance_over_quic(setup: &Setup, placement: Placement) -> Result<Measurement, String> {
     let daemon = Daemon::start(&setup.certificates, placement)?;
     let url = format!("quic://{}", daemon.address());
     let connector =
         Connector::quic(&url, setup.client_tls()).map_err(|e| format!("connector: {e}"))?;
-    let measurement = advance_loop(connector, spin, &setup.budget)?;
+    let measurement = advance_loop(connector, &setup.budget)?;
     daemon.stop()?;
     Ok(measurement)
 }
 
-fn advance_over_embedded(setup: &Setup, spin: Option<Duration>) -> Result<Measurement, String> {
+fn advance_over_embedded(setup: &Setup) -> Result<Measurement, String> {
     let rti = EmbeddedRti::start().map_err(|e| format!("cannot start the embedded RTI: {e}"))?;
-    advance_loop(Connector::from(&rti), spin, &setup.budget)
+    advance_loop(Connector::from(&rti), &setup.budget)
 }
 
 /// Joins one regulating and constrained federate and times each `advance_to(t + STEP)`. With
 /// no other regulating federate its GALT is unbounded, so every request is granted at once:
-/// the time is the round trip of the request, its response and the grant.
-fn advance_loop(
-    connector: Connector,
-    spin: Option<Duration>,
-    budget: &Budget,
-) -> Result<Measurement, String> {
-    let mut builder = Federate::builder(FEDERATION, CLIENT)
+/// the time is the round trip of the request and its grant.
+fn advance_loop(connector: Connector, budget: &Budget) -> Result<Measurement, String> {
+    let mut federate = Federate::builder(FEDERATION, CLIENT)
         .create_federation(ObjectModel::new())
         .time_regulating(STEP)
-        .time_constrained();
-    if let Some(spin) = spin {
-        builder = builder.spin(spin);
-    }
-    let mut federate = builder
+        .time_constrained()
         .join_blocking(connector)
         .map_err(|e| format!("join: {e}"))?;
 
