@@ -243,6 +243,7 @@ impl Engine {
         let Some(session) = self.sessions.remove(&connection) else {
             return;
         };
+        let audit_from = self.outbox.audit.len();
         if let Some((key, id)) = session.joined
             && let Some(federation) = self.federations.get_mut(&key)
         {
@@ -294,7 +295,7 @@ impl Engine {
             }
             federation.resign(id, now, &mut self.outbox);
         }
-        self.stamp_audit(&session.peer);
+        self.stamp_audit(&session.peer, audit_from);
     }
 
     /// Checks every federation for a stall: advancing federates and no grant for
@@ -349,6 +350,7 @@ impl Engine {
         let name = request.name();
         let joined = session.joined;
         let peer = Arc::clone(&session.peer);
+        let audit_from = self.outbox.audit.len();
         if let Err(denied) = self.authorize(&peer, joined, &request) {
             warn!(identity = ?peer.identity.as_ref().map(|i| &i.name), %denied, "request denied");
             if let RtiError::Denied { federation, .. } = &denied {
@@ -356,7 +358,7 @@ impl Engine {
                     .audit(AuditKind::Denied, federation, None, denied.to_string());
             }
             self.outbox.respond(connection, id, Err(denied));
-            self.stamp_audit(&peer);
+            self.stamp_audit(&peer, audit_from);
             return;
         }
         let result = match (request, joined) {
@@ -418,7 +420,7 @@ impl Engine {
                     }
                     self.outbox.append(&mut self.scratch);
                     federation.settle(now, &mut self.outbox);
-                    self.stamp_audit(&peer);
+                    self.stamp_audit(&peer, audit_from);
                     return;
                 }
                 None => Err(RtiError::NotJoined(name.to_owned())),
@@ -429,7 +431,7 @@ impl Engine {
         }
         self.outbox.respond(connection, id, result);
         self.outbox.append(&mut self.scratch);
-        self.stamp_audit(&peer);
+        self.stamp_audit(&peer, audit_from);
     }
 
     /// The next audit event to record, if any.
@@ -533,25 +535,17 @@ impl Engine {
         }
     }
 
-    /// Fills in the acting identity on audit events queued by the current call.
-    fn stamp_audit(&mut self, peer: &Peer) {
-        if self
-            .outbox
-            .audit
-            .back()
-            .is_none_or(|e| e.identity.is_some())
-        {
+    /// Fills in the acting identity on the audit events queued by the current call, those from
+    /// index `from` on. Only those: events of anonymous peers keep no identity, and a caller
+    /// that drains the audit queue late must not make every call walk what is still queued.
+    fn stamp_audit(&mut self, peer: &Peer, from: usize) {
+        let Some(identity) = peer.identity.as_ref().map(|i| &i.name) else {
             return;
-        }
-        let identity = peer.identity.as_ref().map(|i| i.name.clone());
-        for event in self
-            .outbox
-            .audit
-            .iter_mut()
-            .rev()
-            .take_while(|e| e.identity.is_none())
-        {
-            event.identity.clone_from(&identity);
+        };
+        for event in self.outbox.audit.range_mut(from..) {
+            if event.identity.is_none() {
+                event.identity = Some(identity.clone());
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! Engine tests through its public, sans-IO interface: one binary, several modules.
 
+mod audit;
 mod faults;
 mod fuzz;
 mod harness;

@@ -1,0 +1,77 @@
+//! Who the engine names as the actor of each audit event, whenever its driver drains them.
+
+use std::time::Instant;
+
+use fedtwin_core::ObjectModel;
+use fedtwin_core::message::{ClientMessage, Request};
+use fedtwin_rti::audit::{AuditEvent, AuditKind};
+use fedtwin_rti::tls::{Identity, Role};
+use fedtwin_rti::{ConnectionId, Engine, Peer};
+
+fn peer(name: &str) -> Peer {
+    Peer {
+        identity: Some(Identity {
+            name: name.to_owned(),
+            role: Role::Admin,
+        }),
+        key_exchange: None,
+    }
+}
+
+fn send(engine: &mut Engine, connection: u64, id: u64, request: Request) {
+    engine.handle(
+        Instant::now(),
+        ConnectionId(connection),
+        ClientMessage { id, request },
+    );
+    while engine.poll_transmit().is_some() {}
+}
+
+fn join(federate: &str) -> Request {
+    Request::Join {
+        federation: "f".into(),
+        federate: federate.into(),
+    }
+}
+
+#[test]
+fn each_event_names_the_identity_whose_call_caused_it_even_when_drained_late() {
+    let mut engine = Engine::new();
+    engine.connect_peer(ConnectionId(1), peer("alice")).unwrap();
+    engine.connect(ConnectionId(2)).unwrap();
+    engine.connect_peer(ConnectionId(3), peer("bob")).unwrap();
+    let create = Request::CreateFederation {
+        federation: "f".into(),
+        model: ObjectModel::new(),
+        if_missing: false,
+    };
+    // Nothing is drained until the end: an anonymous call in between must neither take a
+    // name nor lend its absence of one to the calls around it.
+    send(&mut engine, 1, 1, create);
+    send(&mut engine, 1, 2, join("alice"));
+    send(&mut engine, 2, 1, join("trusted"));
+    send(&mut engine, 3, 1, join("bob"));
+    send(&mut engine, 3, 2, Request::Resign);
+
+    let events: Vec<AuditEvent> = std::iter::from_fn(|| engine.poll_audit()).collect();
+    let joins: Vec<(Option<&str>, Option<&str>)> = events
+        .iter()
+        .filter(|e| e.kind == AuditKind::Join)
+        .map(|e| (e.federate.as_deref(), e.identity.as_deref()))
+        .collect();
+    assert_eq!(
+        joins,
+        [
+            (Some("alice"), Some("alice")),
+            (Some("trusted"), None),
+            (Some("bob"), Some("bob")),
+        ],
+        "{events:?}"
+    );
+    let resign = events.iter().find(|e| e.kind == AuditKind::Resign);
+    assert_eq!(
+        resign.and_then(|e| e.identity.as_deref()),
+        Some("bob"),
+        "{events:?}"
+    );
+}
