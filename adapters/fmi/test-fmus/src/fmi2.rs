@@ -480,7 +480,7 @@ unsafe fn set<T: Copy>(
     }
 }
 
-/// Shared body for Boolean and String variables, which no model has.
+/// Shared body for String variables, which no model has.
 unsafe fn absent<T>(
     c: Component,
     function: &str,
@@ -538,7 +538,7 @@ pub unsafe extern "C" fn fmi2GetInteger(
     }
 }
 
-/// `fmi2GetBoolean`: no model has Boolean variables.
+/// `fmi2GetBoolean`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fmi2GetBoolean(
     c: Component,
@@ -547,7 +547,17 @@ pub unsafe extern "C" fn fmi2GetBoolean(
     value: *mut Boolean,
 ) -> Status {
     // SAFETY: forwarded under the module's contract.
-    unsafe { absent(c, "fmi2GetBoolean", "Boolean", vr, nvr, value.cast_const()) }
+    unsafe {
+        get(
+            c,
+            "fmi2GetBoolean",
+            ValueType::Boolean,
+            vr,
+            nvr,
+            value,
+            |v| if v != 0.0 { TRUE } else { FALSE },
+        )
+    }
 }
 
 /// `fmi2GetString`: no model has String variables.
@@ -596,7 +606,7 @@ pub unsafe extern "C" fn fmi2SetInteger(
     }
 }
 
-/// `fmi2SetBoolean`: no model has Boolean variables.
+/// `fmi2SetBoolean`: any non-zero `fmi2Boolean` is true.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fmi2SetBoolean(
     c: Component,
@@ -605,7 +615,17 @@ pub unsafe extern "C" fn fmi2SetBoolean(
     value: *const Boolean,
 ) -> Status {
     // SAFETY: forwarded under the module's contract.
-    unsafe { absent(c, "fmi2SetBoolean", "Boolean", vr, nvr, value) }
+    unsafe {
+        set(
+            c,
+            "fmi2SetBoolean",
+            ValueType::Boolean,
+            vr,
+            nvr,
+            value,
+            |b| if b != FALSE { 1.0 } else { 0.0 },
+        )
+    }
 }
 
 /// `fmi2SetString`: no model has String variables.

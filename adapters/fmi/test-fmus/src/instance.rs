@@ -411,7 +411,7 @@ impl Instance {
         }
     }
 
-    /// Answers an access to variables of a type no model has (String, Boolean): nothing to do
+    /// Answers an access to variables of a type no model has (String): nothing to do
     /// for an empty list, an unknown value reference otherwise.
     pub(crate) fn absent_type(
         &self,

@@ -46,11 +46,15 @@ pub enum TestModel {
     /// leaves `0 <= soc <= 1` (a step that reaches a bound moves only the energy that fits).
     /// Times are in seconds, energies in kWh.
     Battery,
+    /// A discrete counter with Integer and Boolean ports: each completed communication step adds
+    /// the Integer input `increment` to the Integer output `count` while the Boolean input
+    /// `enabled` is true; the Boolean output `odd` tells whether `count` is odd.
+    Counter,
 }
 
 impl TestModel {
     /// All models, in a fixed order.
-    pub const ALL: [TestModel; 8] = [
+    pub const ALL: [TestModel; 9] = [
         TestModel::Dahlquist,
         TestModel::Oscillator,
         TestModel::OscillatorMass,
@@ -59,6 +63,7 @@ impl TestModel {
         TestModel::TerminateEarly,
         TestModel::Faulty,
         TestModel::Battery,
+        TestModel::Counter,
     ];
 
     /// The model's name: its `modelName` and the stem of its `.fmu` file.
@@ -72,6 +77,7 @@ impl TestModel {
             TestModel::TerminateEarly => "terminate_early",
             TestModel::Faulty => "faulty",
             TestModel::Battery => "battery",
+            TestModel::Counter => "counter",
         }
     }
 
@@ -91,6 +97,7 @@ impl TestModel {
             TestModel::TerminateEarly => "{6d1f3a52-0c1e-4f7b-9a51-1b0e5fd3a006}",
             TestModel::Faulty => "{6d1f3a52-0c1e-4f7b-9a51-1b0e5fd3a007}",
             TestModel::Battery => "{6d1f3a52-0c1e-4f7b-9a51-1b0e5fd3a008}",
+            TestModel::Counter => "{6d1f3a52-0c1e-4f7b-9a51-1b0e5fd3a009}",
         }
     }
 
@@ -118,6 +125,7 @@ impl TestModel {
             TestModel::Battery => {
                 "Home battery charging below price_low and discharging above price_high"
             }
+            TestModel::Counter => "Counter adding increment per step while enabled",
         }
     }
 
@@ -132,6 +140,7 @@ impl TestModel {
             TestModel::TerminateEarly => &TERMINATE_EARLY,
             TestModel::Faulty => &FAULTY,
             TestModel::Battery => &BATTERY,
+            TestModel::Counter => &COUNTER,
         }
     }
 
@@ -172,8 +181,8 @@ impl TestModel {
             TestModel::Oscillator | TestModel::OscillatorMass | TestModel::OscillatorSpring => {
                 (DEFAULT_STIFFNESS / DEFAULT_MASS).sqrt()
             }
-            // A switched controller with no continuous dynamics: nothing limits the step.
-            TestModel::Battery => 0.0,
+            // Switched or discrete, no continuous dynamics: nothing limits the step.
+            TestModel::Battery | TestModel::Counter => 0.0,
             _ => -DEFAULT_K,
         }
     }
@@ -276,6 +285,8 @@ pub enum Variability {
     Fixed,
     /// May change between communication steps.
     Tunable,
+    /// Changes only at communication points.
+    Discrete,
     /// Changes continuously in time.
     Continuous,
 }
@@ -286,6 +297,7 @@ impl Variability {
         match self {
             Variability::Fixed => "fixed",
             Variability::Tunable => "tunable",
+            Variability::Discrete => "discrete",
             Variability::Continuous => "continuous",
         }
     }
@@ -317,6 +329,8 @@ pub enum ValueType {
     Real,
     /// `fmi2Integer`.
     Integer,
+    /// `fmi2Boolean`, held as 0 or 1.
+    Boolean,
 }
 
 impl ValueType {
@@ -325,6 +339,7 @@ impl ValueType {
         match self {
             ValueType::Real => "Real",
             ValueType::Integer => "Integer",
+            ValueType::Boolean => "Boolean",
         }
     }
 }
@@ -433,6 +448,18 @@ pub mod vr {
         pub const PRICE_LOW: u32 = 6;
         /// Parameter `price_high`: discharge above this price, default 0.35.
         pub const PRICE_HIGH: u32 = 7;
+    }
+
+    /// [`TestModel::Counter`](crate::TestModel::Counter).
+    pub mod counter {
+        /// Integer output `count`, start 0.
+        pub const COUNT: u32 = 0;
+        /// Boolean output `odd`: whether `count` is odd (calculated).
+        pub const ODD: u32 = 1;
+        /// Integer input `increment`, default 1.
+        pub const INCREMENT: u32 = 2;
+        /// Boolean input `enabled`, default true.
+        pub const ENABLED: u32 = 3;
     }
 }
 
@@ -701,6 +728,49 @@ static BATTERY: [Variable; 8] = [
     ),
 ];
 
+static COUNTER: [Variable; 4] = [
+    Variable {
+        name: "count",
+        value_reference: vr::counter::COUNT,
+        causality: Causality::Output,
+        variability: Variability::Discrete,
+        initial: Some(Initial::Exact),
+        value_type: ValueType::Integer,
+        start: Some(0.0),
+        description: "Sum of the increments of the enabled steps",
+    },
+    Variable {
+        name: "odd",
+        value_reference: vr::counter::ODD,
+        causality: Causality::Output,
+        variability: Variability::Discrete,
+        initial: Some(Initial::Calculated),
+        value_type: ValueType::Boolean,
+        start: None,
+        description: "Whether count is odd",
+    },
+    Variable {
+        name: "increment",
+        value_reference: vr::counter::INCREMENT,
+        causality: Causality::Input,
+        variability: Variability::Discrete,
+        initial: None,
+        value_type: ValueType::Integer,
+        start: Some(1.0),
+        description: "Added to count at each step while enabled",
+    },
+    Variable {
+        name: "enabled",
+        value_reference: vr::counter::ENABLED,
+        causality: Causality::Input,
+        variability: Variability::Discrete,
+        initial: None,
+        value_type: ValueType::Boolean,
+        start: Some(1.0),
+        description: "Whether steps count",
+    },
+];
+
 /// What one communication step did.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum StepOutcome {
@@ -811,8 +881,13 @@ pub(crate) fn initialize(model: TestModel, values: &mut [f64]) {
     }
 }
 
-/// Recomputes outputs that are functions of states and inputs (the spring's force).
+/// Recomputes outputs that are functions of states and inputs (the spring's force, the
+/// counter's parity).
 pub(crate) fn update_outputs(model: TestModel, values: &mut [f64]) {
+    if model == TestModel::Counter {
+        use vr::counter::{COUNT, ODD};
+        values[ODD as usize] = f64::from(u8::from(values[COUNT as usize] % 2.0 != 0.0));
+    }
     if model == TestModel::OscillatorSpring {
         use vr::oscillator_spring::{DAMPING, FORCE, S, STIFFNESS, V};
         values[FORCE as usize] = -values[STIFFNESS as usize] * values[S as usize]
@@ -825,6 +900,15 @@ fn integrate(model: TestModel, values: &mut [f64], duration: f64) {
     if model == TestModel::Battery {
         // Piecewise constant power: exact without a solver.
         battery_step(values, duration);
+        return;
+    }
+    if model == TestModel::Counter {
+        use vr::counter::{COUNT, ENABLED, INCREMENT};
+        if values[ENABLED as usize] != 0.0 {
+            // Integers set through fmi2SetInteger: the sum stays exact far beyond i32.
+            values[COUNT as usize] += values[INCREMENT as usize];
+        }
+        update_outputs(model, values);
         return;
     }
     if duration > 0.0 {
@@ -877,7 +961,8 @@ fn integrate(model: TestModel, values: &mut [f64], duration: f64) {
                 let [s] = rk4([values[S as usize]], h, steps, |_| [velocity]);
                 values[S as usize] = s;
             }
-            TestModel::Battery => {}
+            // Handled above, without a solver.
+            TestModel::Battery | TestModel::Counter => {}
         }
     }
     update_outputs(model, values);

@@ -16,7 +16,7 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 use crate::instance::LOG_CATEGORIES;
-use crate::model::{Causality, Initial, TestModel};
+use crate::model::{Causality, Initial, TestModel, ValueType};
 
 /// The `modelIdentifier`: the stem of the binary inside the archive.
 pub const MODEL_IDENTIFIER: &str = "fedtwin_test_fmus";
@@ -381,6 +381,9 @@ fn write_model_description(
         }
         writeln!(xml, ">")?;
         match variable.start {
+            Some(start) if variable.value_type == ValueType::Boolean => {
+                writeln!(xml, r#"      <Boolean start="{}"/>"#, start != 0.0)?
+            }
             Some(start) => writeln!(
                 xml,
                 r#"      <{} start="{start}"/>"#,

@@ -133,6 +133,32 @@ impl Fmu {
         }
     }
 
+    fn get_integers(&self, references: &[u32], values: &mut [c_int]) -> Status {
+        assert_eq!(references.len(), values.len());
+        // SAFETY: both arrays hold `references.len()` elements.
+        unsafe {
+            fmi2GetInteger(
+                self.component,
+                references.as_ptr(),
+                references.len(),
+                values.as_mut_ptr(),
+            )
+        }
+    }
+
+    fn get_booleans(&self, references: &[u32], values: &mut [c_int]) -> Status {
+        assert_eq!(references.len(), values.len());
+        // SAFETY: both arrays hold `references.len()` elements.
+        unsafe {
+            fmi2GetBoolean(
+                self.component,
+                references.as_ptr(),
+                references.len(),
+                values.as_mut_ptr(),
+            )
+        }
+    }
+
     fn set_real(&self, value_reference: u32, value: f64) -> Status {
         // SAFETY: one-element arrays.
         unsafe { fmi2SetReal(self.component, &value_reference, 1, &value) }
@@ -543,6 +569,44 @@ fn a_panic_inside_becomes_fatal() {
     assert_eq!(unsafe { fmi2Reset(fmu.component) }, Status::Fatal);
 }
 
+#[test]
+fn the_counter_reads_and_writes_integers_and_booleans() {
+    use vr::counter::{COUNT, ENABLED, INCREMENT, ODD};
+    let mut fmu = Fmu::initialized(TestModel::Counter);
+    let read = |fmu: &Fmu| {
+        let (mut count, mut odd) = ([0], [0]);
+        assert_eq!(fmu.get_integers(&[COUNT], &mut count), Status::Ok);
+        assert_eq!(fmu.get_booleans(&[ODD], &mut odd), Status::Ok);
+        (count[0], odd[0])
+    };
+    assert_eq!(read(&fmu), (0, FALSE));
+    // SAFETY: one-element arrays, here and below.
+    assert_eq!(
+        unsafe { fmi2SetInteger(fmu.component, &INCREMENT, 1, &3) },
+        Status::Ok
+    );
+    assert_eq!(fmu.step(0.01), Status::Ok);
+    assert_eq!(read(&fmu), (3, TRUE));
+    assert_eq!(
+        unsafe { fmi2SetBoolean(fmu.component, &ENABLED, 1, &FALSE) },
+        Status::Ok
+    );
+    assert_eq!(fmu.step(0.01), Status::Ok);
+    assert_eq!(read(&fmu), (3, TRUE), "disabled steps do not count");
+    // Any non-zero fmi2Boolean is true.
+    assert_eq!(
+        unsafe { fmi2SetBoolean(fmu.component, &ENABLED, 1, &7) },
+        Status::Ok
+    );
+    assert_eq!(fmu.step(0.01), Status::Ok);
+    assert_eq!(read(&fmu), (6, FALSE));
+    // A Boolean is not a Real, nor the other way round.
+    let mut real = [0.0];
+    assert_eq!(fmu.get_reals(&[ODD], &mut real), Status::Error);
+    let mut boolean = [0];
+    assert_eq!(fmu.get_booleans(&[COUNT], &mut boolean), Status::Error);
+}
+
 // ---------------------------------------------------------------------------------------------
 // FMU state.
 
@@ -550,16 +614,24 @@ fn a_panic_inside_becomes_fatal() {
 fn fmu_state_round_trips_for_every_model() {
     for model in TestModel::ALL {
         let mut fmu = Fmu::initialized(model);
-        let references: Vec<u32> = model
-            .variables()
-            .iter()
-            .filter(|variable| variable.value_type == ValueType::Real)
-            .map(|variable| variable.value_reference)
-            .collect();
+        let of_type = |value_type| -> Vec<u32> {
+            model
+                .variables()
+                .iter()
+                .filter(|variable| variable.value_type == value_type)
+                .map(|variable| variable.value_reference)
+                .collect()
+        };
+        let (reals, integers) = (of_type(ValueType::Real), of_type(ValueType::Integer));
+        let booleans = of_type(ValueType::Boolean);
         let read = |fmu: &Fmu| {
-            let mut values = vec![0.0; references.len()];
-            assert_eq!(fmu.get_reals(&references, &mut values), Status::Ok);
-            values
+            let mut real_values = vec![0.0; reals.len()];
+            assert_eq!(fmu.get_reals(&reals, &mut real_values), Status::Ok);
+            let mut integer_values = vec![0; integers.len()];
+            assert_eq!(fmu.get_integers(&integers, &mut integer_values), Status::Ok);
+            let mut boolean_values = vec![0; booleans.len()];
+            assert_eq!(fmu.get_booleans(&booleans, &mut boolean_values), Status::Ok);
+            (real_values, integer_values, boolean_values)
         };
         if let Some(force) = model
             .value_reference("force")
