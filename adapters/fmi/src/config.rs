@@ -180,14 +180,58 @@ pub struct Subscription {
 /// [`AdapterConfig::publish`], [`AdapterConfig::subscribe`] and [`AdapterConfig::parameters`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
-    /// Value references of the published outputs.
-    pub outputs: Vec<u32>,
-    /// Value references of the subscribed inputs.
-    pub inputs: Vec<u32>,
+    /// The published outputs.
+    pub outputs: Signals,
+    /// The subscribed inputs.
+    pub inputs: Signals,
     /// Value references and values of the Real parameters.
     pub real_parameters: (Vec<u32>, Vec<f64>),
     /// Value references and values of the Integer parameters.
     pub integer_parameters: (Vec<u32>, Vec<i32>),
+    /// Value references and values of the Boolean parameters.
+    pub boolean_parameters: (Vec<u32>, Vec<bool>),
+}
+
+/// Mapped FMU variables, in mapping order. Every attribute value is an `f64`: Integer (and
+/// enumeration) variables travel as whole numbers, Boolean variables as 0 and 1.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signals {
+    /// Value references.
+    pub references: Vec<u32>,
+    /// Each one's type: Real, Integer or Boolean.
+    pub types: Vec<ValueType>,
+}
+
+impl Signals {
+    /// Whether every variable is Real: one `fmi2GetReal`/`fmi2SetReal` reaches them all.
+    pub fn all_real(&self) -> bool {
+        self.types.iter().all(|t| *t == ValueType::Real)
+    }
+
+    /// The positions and value references of the variables of type `value_type`.
+    pub fn of_type(&self, value_type: ValueType) -> (Vec<usize>, Vec<u32>) {
+        self.types
+            .iter()
+            .zip(&self.references)
+            .enumerate()
+            .filter(|(_, (t, _))| **t == value_type)
+            .map(|(i, (_, r))| (i, *r))
+            .unzip()
+    }
+}
+
+/// Whether a variable of `value_type` can take `value` without rounding it: Integer variables
+/// take whole numbers within `i32`, Boolean variables 0 or 1. `None`: it can; otherwise what
+/// it takes, for an error message.
+pub fn unfit(value_type: ValueType, value: f64) -> Option<&'static str> {
+    match value_type {
+        ValueType::Real => None,
+        ValueType::Integer => (value.fract() != 0.0
+            || !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&value))
+        .then_some("whole numbers from -2147483648 to 2147483647"),
+        ValueType::Boolean => (value != 0.0 && value != 1.0).then_some("0 (false) or 1 (true)"),
+        ValueType::String => Some("strings, which attributes cannot carry"),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -529,9 +573,10 @@ impl AdapterConfig {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Invalid`] naming the line and the variable: unknown names, types other
-    /// than Real in a mapping, and causality errors (publishing an input or parameter,
-    /// subscribing into an output, setting a calculated variable).
+    /// [`ConfigError::Invalid`] naming the line and the variable: unknown names, String
+    /// variables in a mapping, values a variable's type cannot hold (`start` or a parameter:
+    /// 1.5 for an Integer, 2 for a Boolean), and causality errors (publishing an input or
+    /// parameter, subscribing into an output, setting a calculated variable).
     pub fn resolve(&self, description: &ModelDescription) -> Result<Resolved, ConfigError> {
         let fmu_name = self.fmu.file_name().map_or_else(
             || self.fmu.display().to_string(),
@@ -553,23 +598,23 @@ impl AdapterConfig {
                 )
             })
         };
-        let real = |variable: &ScalarVariable, line: usize, role: &str| {
+        let mappable = |variable: &ScalarVariable, line: usize, role: &str| {
             let found = variable.kind.value_type();
-            if found == ValueType::Real {
-                Ok(())
-            } else {
+            if found == ValueType::String {
                 Err(invalid(
                     line,
                     format!(
-                        "`{}` is a {found} variable of {fmu_name}; only Real variables can be \
-                         {role}",
+                        "`{}` is a String variable of {fmu_name}; only Real, Integer and \
+                         Boolean variables can be {role}",
                         variable.name
                     ),
                 ))
+            } else {
+                Ok(found)
             }
         };
 
-        let mut outputs = Vec::with_capacity(self.publish.len());
+        let mut outputs = Signals::default();
         for p in &self.publish {
             let variable = find(&p.variable, p.line)?;
             if variable.causality != Causality::Output {
@@ -582,11 +627,12 @@ impl AdapterConfig {
                     ),
                 ));
             }
-            real(variable, p.line, "published")?;
-            outputs.push(variable.value_reference);
+            let found = mappable(variable, p.line, "published")?;
+            outputs.references.push(variable.value_reference);
+            outputs.types.push(found);
         }
 
-        let mut inputs = Vec::with_capacity(self.subscribe.len());
+        let mut inputs = Signals::default();
         for s in &self.subscribe {
             let variable = find(&s.variable, s.line)?;
             if variable.causality != Causality::Input {
@@ -599,12 +645,25 @@ impl AdapterConfig {
                     ),
                 ));
             }
-            real(variable, s.line, "subscribed into")?;
-            inputs.push(variable.value_reference);
+            let found = mappable(variable, s.line, "subscribed into")?;
+            if let Some(takes) = s.start.and_then(|start| unfit(found, start)) {
+                return Err(invalid(
+                    s.line,
+                    format!(
+                        "`{}` is a {found} input of {fmu_name} and takes {takes}; its start {} \
+                         does not fit",
+                        s.variable,
+                        s.start.unwrap_or_default()
+                    ),
+                ));
+            }
+            inputs.references.push(variable.value_reference);
+            inputs.types.push(found);
         }
 
         let mut real_parameters = (Vec::new(), Vec::new());
         let mut integer_parameters = (Vec::new(), Vec::new());
+        let mut boolean_parameters = (Vec::new(), Vec::new());
         for p in &self.parameters {
             let variable = find(&p.variable, p.line)?;
             let settable = matches!(variable.causality, Causality::Parameter | Causality::Input)
@@ -620,27 +679,30 @@ impl AdapterConfig {
                     ),
                 ));
             }
-            match variable.kind.value_type() {
-                ValueType::Real => {
-                    real_parameters.0.push(variable.value_reference);
-                    real_parameters.1.push(p.value);
-                }
-                ValueType::Integer
-                    if p.value.fract() == 0.0 && p.value.abs() <= f64::from(i32::MAX) =>
-                {
+            let found = variable.kind.value_type();
+            if let Some(takes) = unfit(found, p.value) {
+                return Err(invalid(
+                    p.line,
+                    format!(
+                        "`{}` is a {found} variable of {fmu_name} and takes {takes}; {} does not \
+                         fit",
+                        p.variable, p.value
+                    ),
+                ));
+            }
+            match found {
+                ValueType::Integer => {
                     integer_parameters.0.push(variable.value_reference);
-                    // In range and integral, checked just above.
+                    // Whole and within i32: `unfit` said so.
                     integer_parameters.1.push(p.value as i32);
                 }
-                other => {
-                    return Err(invalid(
-                        p.line,
-                        format!(
-                            "`{}` is a {other} variable of {fmu_name} and {} does not fit it; \
-                             give Real values, or whole numbers for Integer variables",
-                            p.variable, p.value
-                        ),
-                    ));
+                ValueType::Boolean => {
+                    boolean_parameters.0.push(variable.value_reference);
+                    boolean_parameters.1.push(p.value != 0.0);
+                }
+                _ => {
+                    real_parameters.0.push(variable.value_reference);
+                    real_parameters.1.push(p.value);
                 }
             }
         }
@@ -649,6 +711,7 @@ impl AdapterConfig {
             inputs,
             real_parameters,
             integer_parameters,
+            boolean_parameters,
         })
     }
 }

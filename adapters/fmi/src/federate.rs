@@ -37,8 +37,8 @@ use federate_sdk::{
 use fedtwin_core::step::{self, Coupled, Dynamics, StepError};
 use tracing::{info, warn};
 
-use crate::config::{AdapterConfig, ConfigError, Resolved};
-use crate::model_description::VariableKind;
+use crate::config::{AdapterConfig, ConfigError, Resolved, Signals, unfit};
+use crate::model_description::{ValueType, VariableKind};
 use crate::{FmiError, Fmu, FmuState, Instance, StepOutcome, to_sim_time};
 
 /// Why an adapter run failed.
@@ -71,6 +71,28 @@ pub enum AdapterError {
         step: SimDuration,
         /// Why it cannot be retried, and what to change.
         reason: String,
+    },
+    /// A reflected attribute value does not fit the FMU input it is mapped to (1.5 for an
+    /// Integer input, 2 for a Boolean one): the adapter does not round.
+    #[error(
+        "FMU `{instance}`: attribute `{attribute}` = {value} at {time} cannot go into its \
+         {value_type} input `{variable}`, which takes {takes}"
+    )]
+    UnfitInput {
+        /// The instance (federate) name.
+        instance: String,
+        /// The subscribed attribute, `Class.attribute`.
+        attribute: String,
+        /// The value it reflected.
+        value: f64,
+        /// The federation time of the reflection's grant.
+        time: SimTime,
+        /// The FMU input.
+        variable: String,
+        /// The input's type.
+        value_type: ValueType,
+        /// What the input takes.
+        takes: &'static str,
     },
     /// The federation refused or lost the federate.
     #[error("federate `{instance}`: {source}")]
@@ -302,20 +324,28 @@ impl<'c> Adapter<'c> {
         if !references.is_empty() {
             instance.set_integer(references, values).map_err(fmi)?;
         }
+        let (references, values) = &resolved.boolean_parameters;
+        if !references.is_empty() {
+            instance.set_boolean(references, values).map_err(fmi)?;
+        }
         // Inputs start from the configured value, else from the model description's.
-        let mut inputs = Vec::with_capacity(resolved.inputs.len());
+        let mut inputs = Vec::with_capacity(resolved.inputs.references.len());
         for subscription in &config.subscribe {
             let described =
                 fmu.description()
                     .variable(&subscription.variable)
                     .and_then(|v| match v.kind {
                         VariableKind::Real { start, .. } => start,
-                        _ => None,
+                        VariableKind::Integer { start } | VariableKind::Enumeration { start } => {
+                            start.map(f64::from)
+                        }
+                        VariableKind::Boolean { start } => start.map(|b| f64::from(u8::from(b))),
+                        VariableKind::String { .. } => None,
                     });
             inputs.push(subscription.start.or(described).unwrap_or(0.0));
         }
         if !inputs.is_empty() {
-            instance.set_real(&resolved.inputs, &inputs).map_err(fmi)?;
+            write_signals(&mut instance, &resolved.inputs, &inputs).map_err(fmi)?;
         }
 
         let steps = step_count(config.start, config.stop, h);
@@ -359,9 +389,7 @@ impl<'c> Adapter<'c> {
     }
 
     fn outputs(&mut self) -> Result<Vec<f64>, AdapterError> {
-        self.instance
-            .get_real(&self.resolved.outputs)
-            .map_err(|e| self.fmi_error(e))
+        read_signals(&mut self.instance, &self.resolved.outputs).map_err(|e| self.fmi_error(e))
     }
 
     /// Steps the FMU over `[time, time + step]`, retrying a discarded step in halves.
@@ -463,10 +491,12 @@ impl LockStep<'_, '_> {
             let now = self.federate.time();
             if !self.adapter.inputs.is_empty() {
                 let adapter = &mut *self.adapter;
-                adapter
-                    .instance
-                    .set_real(&adapter.resolved.inputs, &adapter.inputs)
-                    .map_err(|e| adapter.fmi_error(e))?;
+                write_signals(
+                    &mut adapter.instance,
+                    &adapter.resolved.inputs,
+                    &adapter.inputs,
+                )
+                .map_err(|e| adapter.fmi_error(e))?;
             }
             if let Advance::Terminated(at) = self.adapter.advance(fmu_time(now), h)? {
                 info!(instance = %config.instance, time = %at, "FMU terminated the simulation");
@@ -598,9 +628,22 @@ impl LockStep<'_, '_> {
                     .values
                     .try_get(&subscription.attribute)
                     .map_err(|e| self.adapter.federation_error(e))?;
-                if let Some(value) = value {
-                    self.adapter.inputs[i] = value;
+                let Some(value) = value else {
+                    continue;
+                };
+                let value_type = self.adapter.resolved.inputs.types[i];
+                if let Some(takes) = unfit(value_type, value) {
+                    return Err(AdapterError::UnfitInput {
+                        instance: config.instance.clone(),
+                        attribute: format!("{}.{}", subscription.class, subscription.attribute),
+                        value,
+                        time: self.federate.time(),
+                        variable: subscription.variable.clone(),
+                        value_type,
+                        takes,
+                    });
                 }
+                self.adapter.inputs[i] = value;
             }
         }
         Ok(())
@@ -621,6 +664,63 @@ fn publish(
             values.insert(&config.publish[i].attribute, &outputs[i])?;
         }
         federate.update(object, values, at)?;
+    }
+    Ok(())
+}
+
+/// Reads mapped variables as attribute values.
+fn read_signals(instance: &mut Instance, signals: &Signals) -> Result<Vec<f64>, FmiError> {
+    if signals.all_real() {
+        return instance.get_real(&signals.references);
+    }
+    // Mixed types: one call per type, which costs a few small allocations per step.
+    let mut values = vec![0.0; signals.references.len()];
+    let (at, references) = signals.of_type(ValueType::Real);
+    if !references.is_empty() {
+        for (i, v) in at.into_iter().zip(instance.get_real(&references)?) {
+            values[i] = v;
+        }
+    }
+    let (at, references) = signals.of_type(ValueType::Integer);
+    if !references.is_empty() {
+        for (i, v) in at.into_iter().zip(instance.get_integer(&references)?) {
+            values[i] = f64::from(v);
+        }
+    }
+    let (at, references) = signals.of_type(ValueType::Boolean);
+    if !references.is_empty() {
+        for (i, v) in at.into_iter().zip(instance.get_boolean(&references)?) {
+            values[i] = f64::from(u8::from(v));
+        }
+    }
+    Ok(values)
+}
+
+/// Writes attribute values into mapped variables; each value fits its variable's type
+/// (checked by the configuration for start values and on reflection for the rest).
+fn write_signals(
+    instance: &mut Instance,
+    signals: &Signals,
+    values: &[f64],
+) -> Result<(), FmiError> {
+    if signals.all_real() {
+        return instance.set_real(&signals.references, values);
+    }
+    let (at, references) = signals.of_type(ValueType::Real);
+    if !references.is_empty() {
+        let reals: Vec<f64> = at.iter().map(|&i| values[i]).collect();
+        instance.set_real(&references, &reals)?;
+    }
+    let (at, references) = signals.of_type(ValueType::Integer);
+    if !references.is_empty() {
+        // Whole numbers within i32: checked before they got here.
+        let integers: Vec<i32> = at.iter().map(|&i| values[i] as i32).collect();
+        instance.set_integer(&references, &integers)?;
+    }
+    let (at, references) = signals.of_type(ValueType::Boolean);
+    if !references.is_empty() {
+        let booleans: Vec<bool> = at.iter().map(|&i| values[i] != 0.0).collect();
+        instance.set_boolean(&references, &booleans)?;
     }
     Ok(())
 }

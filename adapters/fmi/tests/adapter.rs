@@ -354,3 +354,158 @@ fn mapping_errors_name_the_line_and_the_variable() {
     let message = resolve_error(&text);
     assert!(message.contains("`weight` is not a variable"), "{message}");
 }
+
+/// Two counters: `a` counts 1 per step and publishes its Integer `count` and Boolean `odd`;
+/// `b` adds `a`'s count whenever `a`'s count is odd (`increment` and `enabled`, Integer and
+/// Boolean inputs). `extra` is appended to `b`'s file.
+fn counters(federation: &str, b_extra: &str) -> [String; 2] {
+    let fmu = packed(TestModel::Counter);
+    let common = |instance: &str| {
+        format!(
+            r#"fmu = "{}"
+instance = "{instance}"
+federation = "{federation}"
+expect = ["a", "b"]
+
+[experiment]
+stop = "10ms"
+
+[step]
+size = "1ms"
+
+[[object_class]]
+name = "A.State"
+attributes = ["count", "odd"]
+
+[[object_class]]
+name = "B.State"
+attributes = ["count"]
+"#,
+            fmu.display()
+        )
+    };
+    [
+        format!(
+            r#"{}
+[[publish]]
+variable = "count"
+attribute = "A.State.count"
+
+[[publish]]
+variable = "odd"
+attribute = "A.State.odd"
+"#,
+            common("a")
+        ),
+        format!(
+            r#"{}
+[[publish]]
+variable = "count"
+attribute = "B.State.count"
+
+[[subscribe]]
+attribute = "A.State.count"
+variable = "increment"
+
+[[subscribe]]
+attribute = "A.State.odd"
+variable = "enabled"
+{b_extra}"#,
+            common("b")
+        ),
+    ]
+}
+
+/// Runs `a` and `b` on one embedded RTI; returns both results and `b`'s trace.
+fn run_counters(
+    texts: &[String; 2],
+) -> (
+    Result<RunSummary, AdapterError>,
+    Result<RunSummary, AdapterError>,
+    Trace,
+) {
+    let rti = Connector::from(EmbeddedRti::start().unwrap());
+    let a = config(&texts[0]);
+    let a_rti = rti.clone();
+    let a = thread::spawn(move || fedtwin_fmi::run(&a, a_rti));
+    let mut trace = Vec::new();
+    let b = fedtwin_fmi::run_with(&config(&texts[1]), rti, |t, y| trace.push((t, y.to_vec())));
+    (a.join().unwrap(), b, trace)
+}
+
+#[test]
+fn integer_and_boolean_variables_travel_as_whole_numbers_and_zero_or_one() {
+    let (a, b, trace) = run_counters(&counters("counters", ""));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.outputs,
+        [("count".to_owned(), 10.0), ("odd".to_owned(), 0.0)]
+    );
+    // Jacobi: the step from k ms sees `a`'s count k, and counts it when k is odd.
+    let mut expected = vec![0.0];
+    for k in 0..10 {
+        let last = expected[expected.len() - 1];
+        expected.push(if k % 2 == 1 {
+            last + f64::from(k)
+        } else {
+            last
+        });
+    }
+    let got: Vec<f64> = trace.iter().map(|(_, y)| y[0]).collect();
+    assert_eq!(got, expected);
+    assert_eq!(b.outputs, [("count".to_owned(), 25.0)]);
+}
+
+#[test]
+fn a_value_an_integer_or_boolean_input_cannot_hold_is_refused_by_name() {
+    // `a` is the Dahlquist FMU: its Real `x` = exp(-t) is whole only at the start, and goes
+    // into `b`'s Integer input `increment`.
+    let [a, b] = counters("unfit", "");
+    let decay = a
+        .replace(
+            &packed(TestModel::Counter).display().to_string(),
+            &packed(TestModel::Dahlquist).display().to_string(),
+        )
+        .replace(
+            "variable = \"count\"\nattribute = \"A.State.count\"",
+            "variable = \"x\"\nattribute = \"A.State.count\"",
+        )
+        .replace(
+            "variable = \"odd\"\nattribute = \"A.State.odd\"",
+            "variable = \"x\"\nattribute = \"A.State.odd\"",
+        );
+    let (a, b, _) = run_counters(&[decay, b]);
+    let error = b.unwrap_err();
+    assert!(
+        matches!(error, AdapterError::UnfitInput { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("FMU `b`: attribute `A.State.count` = 0.99")
+            && message.contains(
+                "cannot go into its Integer input `increment`, which takes whole \
+                 numbers"
+            ),
+        "{message}"
+    );
+    // `b` resigned on the error: `a` runs to its stop time alone.
+    assert_eq!(a.unwrap().steps, 10);
+
+    // A start value the input cannot hold is a configuration error naming its line.
+    let [_, b] = counters("start", "start = 2.5\n");
+    let message = resolve_error(&b);
+    let line = b
+        .lines()
+        .position(|l| l == "variable = \"enabled\"")
+        .unwrap()
+        + 1;
+    assert!(
+        message.contains(&format!("line {line}:"))
+            && message.contains(
+                "`enabled` is a Boolean input of counter.fmu and takes 0 (false) \
+                 or 1 (true); its start 2.5 does not fit"
+            ),
+        "{message}"
+    );
+}
