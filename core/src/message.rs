@@ -607,9 +607,6 @@ pub enum RtiError {
     /// A federation of that name exists.
     #[error("federation `{0}` already exists")]
     FederationExists(String),
-    /// An existing federation has a different object model.
-    #[error("federation `{0}` exists with a different object model")]
-    ObjectModelMismatch(String),
     /// The object model is invalid.
     #[error("invalid object model: {0}")]
     InvalidObjectModel(String),

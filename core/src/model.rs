@@ -197,6 +197,55 @@ impl ObjectModel {
         Ok(())
     }
 
+    /// Merges another federate's model into this one, as HLA merges FOM modules: classes it
+    /// does not have are appended, and a class both define gets the attributes (parameters)
+    /// it lacks appended. Nothing is removed or reordered, so every handle of this model keeps
+    /// its meaning. Returns what was added, as `Class` and `Class.member` names, in order.
+    ///
+    /// Both models should be valid ([`ObjectModel::validate`]); the result then is too.
+    pub fn merge(&mut self, module: &ObjectModel) -> Vec<String> {
+        let mut added = Vec::new();
+        for class in &module.object_classes {
+            let members = match self
+                .object_classes
+                .iter_mut()
+                .find(|c| c.name == class.name)
+            {
+                Some(existing) => &mut existing.attributes,
+                None => {
+                    added.push(class.name.clone());
+                    self.object_classes.push(ObjectClass {
+                        name: class.name.clone(),
+                        attributes: Vec::new(),
+                    });
+                    let last = self.object_classes.len() - 1;
+                    &mut self.object_classes[last].attributes
+                }
+            };
+            merge_members(&class.name, members, &class.attributes, &mut added);
+        }
+        for class in &module.interaction_classes {
+            let members = match self
+                .interaction_classes
+                .iter_mut()
+                .find(|c| c.name == class.name)
+            {
+                Some(existing) => &mut existing.parameters,
+                None => {
+                    added.push(class.name.clone());
+                    self.interaction_classes.push(InteractionClass {
+                        name: class.name.clone(),
+                        parameters: Vec::new(),
+                    });
+                    let last = self.interaction_classes.len() - 1;
+                    &mut self.interaction_classes[last].parameters
+                }
+            };
+            merge_members(&class.name, members, &class.parameters, &mut added);
+        }
+        added
+    }
+
     /// The object class named `name`.
     ///
     /// # Errors
@@ -308,6 +357,18 @@ impl ObjectModel {
     }
 }
 
+/// Appends the members of `from` that `into` lacks, noting each as `Class.member`.
+fn merge_members(class: &str, into: &mut Vec<String>, from: &[String], added: &mut Vec<String>) {
+    // A set, not `contains`: a model may carry thousands of members.
+    let mut have: std::collections::HashSet<String> = into.iter().cloned().collect();
+    for member in from {
+        if have.insert(member.clone()) {
+            added.push(format!("{class}.{member}"));
+            into.push(member.clone());
+        }
+    }
+}
+
 fn check_dotted(name: &str) -> Result<(), ModelError> {
     if name.is_empty() || name.split('.').any(|part| !is_identifier(part)) {
         return Err(ModelError::InvalidName(name.to_owned()));
@@ -343,6 +404,47 @@ mod tests {
         ObjectModel::new()
             .with_object_class("Grid.Bus", ["voltage", "angle"])
             .with_interaction_class("Grid.Trip", ["breaker"])
+    }
+
+    #[test]
+    fn merging_appends_what_is_missing_and_keeps_every_handle() {
+        let mut model = grid();
+        let before = model.clone();
+        let module = ObjectModel::new()
+            .with_object_class("Ev.Charger", ["kw"])
+            .with_object_class("Grid.Bus", ["angle", "frequency"])
+            .with_interaction_class("Grid.Trip", ["breaker", "reason"]);
+        let added = model.merge(&module);
+        assert_eq!(
+            added,
+            [
+                "Ev.Charger",
+                "Ev.Charger.kw",
+                "Grid.Bus.frequency",
+                "Grid.Trip.reason"
+            ]
+        );
+        assert_eq!(model.validate(), Ok(()));
+        for path in ["Grid.Bus.voltage", "Grid.Bus.angle"] {
+            assert_eq!(
+                model.resolve_attribute(path),
+                before.resolve_attribute(path)
+            );
+        }
+        let trip = model.interaction_class("Grid.Trip").unwrap();
+        assert_eq!(trip, before.interaction_class("Grid.Trip").unwrap());
+        assert_eq!(model.parameter(trip, "breaker"), Ok(ParameterHandle(0)));
+        assert_eq!(model.parameter(trip, "reason"), Ok(ParameterHandle(1)));
+        assert_eq!(
+            model.resolve_attribute("Ev.Charger.kw"),
+            Ok((ObjectClassHandle(1), AttributeHandle(0)))
+        );
+        // Merging again, or merging a part of it, adds nothing.
+        assert!(model.merge(&module).is_empty());
+        assert!(model.merge(&grid()).is_empty());
+        let merged = model.clone();
+        assert!(model.merge(&ObjectModel::new()).is_empty());
+        assert_eq!(model, merged);
     }
 
     #[test]

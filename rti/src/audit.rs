@@ -88,6 +88,8 @@ pub enum AuditKind {
     Suspended,
     /// A federate resumed its session on a new connection.
     Resumed,
+    /// A federation's object model gained classes or members from a later creator.
+    ModelExtended,
 }
 
 /// One event to record (the writer adds the sequence number, time and hashes).

@@ -33,6 +33,9 @@ struct Federate {
     sent: u64,
     owned: BTreeSet<ObjectInstanceHandle>,
     peer: Peer,
+    /// The object model as it was when the federate joined: a later merge may append
+    /// parameters it has no names for, which it is then not sent.
+    model: Arc<ObjectModel>,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +134,24 @@ impl Federation {
         &self.model
     }
 
+    /// Merges a joining party's model into the federation's (see [`ObjectModel::merge`]) and
+    /// returns what was added. Existing handles keep their meaning, so federates already
+    /// joined go on with the model they were given; later joiners get the merged one.
+    pub(crate) fn merge_model(&mut self, module: &ObjectModel) -> Vec<String> {
+        let mut model = (*self.model).clone();
+        let added = model.merge(module);
+        if !added.is_empty() {
+            self.classes
+                .resize_with(model.object_classes.len(), ClassDeclarations::default);
+            self.interactions.resize_with(
+                model.interaction_classes.len(),
+                InteractionDeclarations::default,
+            );
+            self.model = Arc::new(model);
+        }
+        added
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -215,6 +236,7 @@ impl Federation {
             sent: 0,
             owned: BTreeSet::new(),
             peer: peer.clone(),
+            model: self.model.clone(),
         }));
         self.by_name.insert(name.clone(), id);
         self.time.add(id, SimTime::ZERO);
@@ -824,13 +846,37 @@ impl Federation {
                 )));
             }
         }
+        let defined = def.parameters.len();
         let subscribers: Vec<FederateId> = declarations.subscribers.iter().copied().collect();
+        // Subscribers that joined before the class gained parameters know fewer of them.
+        let known: HashMap<FederateId, usize> = subscribers
+            .iter()
+            .filter_map(|&s| {
+                let model = &self.federates.get(s as usize)?.as_ref()?.model;
+                if Arc::ptr_eq(model, &self.model) {
+                    return None;
+                }
+                let known = model
+                    .interaction_classes
+                    .get(class.0 as usize)
+                    .map_or(0, |c| c.parameters.len());
+                (known < defined).then_some((s, known))
+            })
+            .collect();
         let key = self.timestamp_key(id, timestamp)?;
         let sender = self.federate_name(id);
-        let make = |_: FederateId, order| {
+        let make = |receiver: FederateId, order| {
+            let parameters = match known.get(&receiver) {
+                Some(&known) => parameters
+                    .iter()
+                    .filter(|(p, _)| (p.0 as usize) < known)
+                    .cloned()
+                    .collect(),
+                None => parameters.clone(),
+            };
             Some(Callback::ReceiveInteraction {
                 class,
-                parameters: parameters.clone(),
+                parameters,
                 timestamp,
                 order,
                 sender: sender.clone(),

@@ -588,12 +588,25 @@ impl Engine {
         model
             .validate()
             .map_err(|e| RtiError::InvalidObjectModel(e.to_string()))?;
-        if let Some(existing) = self.federation(&name) {
-            return match (if_missing, existing.model() == &model) {
-                (true, true) => Ok(Response::Done),
-                (true, false) => Err(RtiError::ObjectModelMismatch(name)),
-                (false, _) => Err(RtiError::FederationExists(name)),
+        if let Some(&key) = self.names.get(&name) {
+            if !if_missing {
+                return Err(RtiError::FederationExists(name));
+            }
+            let Some(existing) = self.federations.get_mut(&key) else {
+                return Err(RtiError::FederationNotFound(name));
             };
+            // Each party brings the classes it knows, as HLA federates bring FOM modules.
+            let added = existing.merge_model(&model);
+            if !added.is_empty() {
+                info!(federation = %name, added = ?added, "object model extended");
+                self.outbox.audit(
+                    AuditKind::ModelExtended,
+                    &name,
+                    None,
+                    format!("added {}", added.join(", ")),
+                );
+            }
+            return Ok(Response::Done);
         }
         let key = self.next_federation;
         self.next_federation += 1;

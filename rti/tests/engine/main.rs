@@ -4,6 +4,7 @@ mod audit;
 mod faults;
 mod fuzz;
 mod harness;
+mod models;
 mod ops;
 mod properties;
 mod refusals;
