@@ -70,7 +70,8 @@ impl FederateBuilder {
         }
     }
 
-    /// Creates the federation with this object model unless it exists with the same model.
+    /// Creates the federation with this object model, or, if it exists, merges the model into
+    /// the federation's (new classes and members are added; nothing is removed or renumbered).
     pub fn create_federation(mut self, model: ObjectModel) -> Self {
         self.model = Some(model);
         self

@@ -63,8 +63,9 @@ pub struct Hosted {
     pub params: toml::Table,
     /// The federation's object model as the runner assembled it for the whole run (every
     /// class of the FMU adapters, players and built-in federates it knows of), or `None` when
-    /// the federate's own model is the federation's. The engine refuses to create one
-    /// federation with two different models, so create it with [`Hosted::model_or`].
+    /// the federate's own model is the federation's. Create the federation with
+    /// [`Hosted::model_or`]: every federate of the run then joins knowing every class, whatever
+    /// the order in which they join (the engine merges the parts anyway).
     pub model: Option<ObjectModel>,
 }
 

@@ -145,6 +145,27 @@ fn split_oscillator_matches_the_closed_form_and_converges_first_order() {
     );
 }
 
+/// Adapters started separately each derive their classes from their own mappings: the mass
+/// knows `Mass.State` with `x` and `v`, the spring only `v`. The RTI merges the two models, and
+/// the run is the one with a shared `[[object_class]]` list.
+#[test]
+fn adapters_that_derive_different_models_merge_them_and_run_as_with_a_shared_one() {
+    let shared = oscillator("shared-classes", "1ms", "1s", false);
+    let derived = oscillator("own-classes", "1ms", "1s", false).map(|text| {
+        let (head, _) = text.split_once("[[object_class]]").unwrap();
+        let (_, mappings) = text.split_once("[parameters]").unwrap();
+        format!("{head}[parameters]{mappings}")
+    });
+    assert!(!derived[0].contains("object_class") && !derived[1].contains("object_class"));
+    assert_ne!(
+        config(&derived[0]).object_model(),
+        config(&derived[1]).object_model()
+    );
+    let expected = run_oscillator(&shared).unwrap();
+    assert_eq!(expected.len(), 1001);
+    assert_eq!(run_oscillator(&derived).unwrap(), expected);
+}
+
 #[test]
 fn a_step_above_the_stability_bound_is_refused_with_the_numbers() {
     let texts = oscillator("refused", "250ms", "10s", false);
