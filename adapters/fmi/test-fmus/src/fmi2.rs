@@ -480,29 +480,6 @@ unsafe fn set<T: Copy>(
     }
 }
 
-/// Shared body for String variables, which no model has.
-unsafe fn absent<T>(
-    c: Component,
-    function: &str,
-    type_name: &str,
-    vr: *const ValueReference,
-    nvr: usize,
-    value: *const T,
-) -> Status {
-    // SAFETY: the module's contract covers `c` and both arrays.
-    unsafe {
-        with_instance(c, function, |instance| {
-            let Some(references) = array(vr, nvr) else {
-                return null_argument(instance, function, "vr");
-            };
-            if nvr > 0 && value.is_null() {
-                return null_argument(instance, function, "value");
-            }
-            instance.absent_type(function, type_name, references)
-        })
-    }
-}
-
 /// `fmi2GetReal`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fmi2GetReal(
@@ -560,7 +537,7 @@ pub unsafe extern "C" fn fmi2GetBoolean(
     }
 }
 
-/// `fmi2GetString`: no model has String variables.
+/// `fmi2GetString`: the strings stay valid until the next `fmi2GetString` on the instance.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fmi2GetString(
     c: Component,
@@ -568,8 +545,25 @@ pub unsafe extern "C" fn fmi2GetString(
     nvr: usize,
     value: *mut FmiString,
 ) -> Status {
-    // SAFETY: forwarded under the module's contract.
-    unsafe { absent(c, "fmi2GetString", "String", vr, nvr, value.cast_const()) }
+    const FUNCTION: &str = "fmi2GetString";
+    // SAFETY: the module's contract covers `c` and both arrays.
+    unsafe {
+        with_instance(c, FUNCTION, |instance| {
+            let Some(references) = array(vr, nvr) else {
+                return null_argument(instance, FUNCTION, "vr");
+            };
+            let Some(values) = array_mut(value, nvr) else {
+                return null_argument(instance, FUNCTION, "value");
+            };
+            match instance.read_texts(FUNCTION, references) {
+                Ok(pointers) => {
+                    values.copy_from_slice(&pointers);
+                    Status::Ok
+                }
+                Err(status) => status,
+            }
+        })
+    }
 }
 
 /// `fmi2SetReal`.
@@ -628,7 +622,7 @@ pub unsafe extern "C" fn fmi2SetBoolean(
     }
 }
 
-/// `fmi2SetString`: no model has String variables.
+/// `fmi2SetString`: copies the strings; a null string is an error, invalid UTF-8 is replaced.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fmi2SetString(
     c: Component,
@@ -636,8 +630,28 @@ pub unsafe extern "C" fn fmi2SetString(
     nvr: usize,
     value: *const FmiString,
 ) -> Status {
-    // SAFETY: forwarded under the module's contract.
-    unsafe { absent(c, "fmi2SetString", "String", vr, nvr, value) }
+    const FUNCTION: &str = "fmi2SetString";
+    // SAFETY: the module's contract covers `c`, both arrays and the strings they point to.
+    unsafe {
+        with_instance(c, FUNCTION, |instance| {
+            let Some(references) = array(vr, nvr) else {
+                return null_argument(instance, FUNCTION, "vr");
+            };
+            let Some(pointers) = array(value, nvr) else {
+                return null_argument(instance, FUNCTION, "value");
+            };
+            let mut texts = Vec::with_capacity(nvr);
+            for &pointer in pointers {
+                if pointer.is_null() {
+                    return null_argument(instance, FUNCTION, "value[i]");
+                }
+                // SAFETY: a non-null fmi2String is a NUL-terminated string (the contract).
+                let text = CStr::from_ptr(pointer);
+                texts.push(text.to_string_lossy().into_owned());
+            }
+            instance.write_texts(FUNCTION, references, texts)
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 //! name and what to do instead, then answered with `fmi2Error`.
 
 use std::collections::HashSet;
-use std::ffi::{CStr, CString, c_void};
+use std::ffi::{CStr, CString, c_char, c_void};
 
 use crate::fmi2::{CallbackLogger, Status, StatusKind};
 use crate::model::{self, StepOutcome, TestModel, ValueType, Variable};
@@ -86,6 +86,8 @@ pub(crate) struct ModelState {
     stop_time: Option<f64>,
     experiment_set_up: bool,
     values: Vec<f64>,
+    /// String variables by value reference (empty for the others).
+    texts: Vec<String>,
     terminated: bool,
     last_successful_time: f64,
     last_step_status: Status,
@@ -99,6 +101,7 @@ impl ModelState {
             stop_time: None,
             experiment_set_up: false,
             values: model.start_values(),
+            texts: model.start_texts(),
             terminated: false,
             last_successful_time: 0.0,
             last_step_status: Status::Ok,
@@ -156,6 +159,8 @@ pub(crate) struct Instance {
     state: ModelState,
     /// Addresses of the `fmi2FMUstate`s handed out by this instance and not freed yet.
     snapshots: HashSet<usize>,
+    /// The strings of the last `fmi2GetString`, which stay valid until the next call.
+    returned: Vec<CString>,
 }
 
 impl Instance {
@@ -168,6 +173,7 @@ impl Instance {
             categories: [true; LOG_CATEGORIES.len()],
             state: ModelState::new(model),
             snapshots: HashSet::new(),
+            returned: Vec::new(),
         };
         instance.debug(&format!("instantiated model {model}"));
         instance
@@ -334,6 +340,41 @@ impl Instance {
         Status::Ok
     }
 
+    /// The String variables `value_references`, as C strings that stay valid until the next
+    /// call of this function (FMI 2.0, 2.1.7).
+    pub(crate) fn read_texts(
+        &mut self,
+        function: &str,
+        value_references: &[u32],
+    ) -> Result<Vec<*const c_char>, Status> {
+        self.require(function, READABLE)?;
+        let mut returned = Vec::with_capacity(value_references.len());
+        for &value_reference in value_references {
+            self.variable(function, ValueType::String, value_reference)?;
+            returned.push(c_string(&self.state.texts[value_reference as usize]));
+        }
+        self.returned = returned;
+        Ok(self.returned.iter().map(|s| s.as_ptr()).collect())
+    }
+
+    /// Sets the String variables `value_references` to `values`; checks every reference before
+    /// changing anything.
+    pub(crate) fn write_texts(
+        &mut self,
+        function: &str,
+        value_references: &[u32],
+        values: Vec<String>,
+    ) -> Status {
+        if let Err(status) = self.check_writable(function, ValueType::String, value_references) {
+            return status;
+        }
+        for (&value_reference, value) in value_references.iter().zip(values) {
+            self.state.texts[value_reference as usize] = value;
+        }
+        model::update_text_outputs(self.model, &self.state.texts, &mut self.state.values);
+        Status::Ok
+    }
+
     /// Sets the variables `value_references` of type `value_type` to `value(position)`; checks
     /// every reference before changing anything.
     pub(crate) fn write(
@@ -343,27 +384,39 @@ impl Instance {
         value_references: &[u32],
         value: impl Fn(usize) -> f64,
     ) -> Status {
+        if let Err(status) = self.check_writable(function, value_type, value_references) {
+            return status;
+        }
+        for (position, &value_reference) in value_references.iter().enumerate() {
+            self.state.values[value_reference as usize] = value(position);
+        }
+        model::update_outputs(self.model, &mut self.state.values);
+        Status::Ok
+    }
+
+    /// Whether the variables `value_references` have type `value_type` and may be set now.
+    fn check_writable(
+        &self,
+        function: &str,
+        value_type: ValueType,
+        value_references: &[u32],
+    ) -> Result<(), Status> {
         let phase = self.state.phase;
         let allowed = [
             Phase::Instantiated,
             Phase::InitializationMode,
             Phase::StepComplete,
         ];
-        if let Err(status) = self.require(function, &allowed) {
-            return status;
-        }
+        self.require(function, &allowed)?;
         for &value_reference in value_references {
-            let variable = match self.variable(function, value_type, value_reference) {
-                Ok(variable) => variable,
-                Err(status) => return status,
-            };
+            let variable = self.variable(function, value_type, value_reference)?;
             let settable = if phase == Phase::StepComplete {
                 variable.settable_between_steps()
             } else {
                 variable.settable_during_initialization()
             };
             if !settable {
-                return self.refuse(
+                return Err(self.refuse(
                     function,
                     &format!(
                         "variable {} ({}, {}) cannot be set while the instance is {}",
@@ -372,14 +425,10 @@ impl Instance {
                         variable.variability.as_str(),
                         phase.describe()
                     ),
-                );
+                ));
             }
         }
-        for (position, &value_reference) in value_references.iter().enumerate() {
-            self.state.values[value_reference as usize] = value(position);
-        }
-        model::update_outputs(self.model, &mut self.state.values);
-        Status::Ok
+        Ok(())
     }
 
     /// The variable `value_reference` names, if it has type `value_type`.
@@ -408,39 +457,6 @@ impl Instance {
                     self.model
                 ),
             )),
-        }
-    }
-
-    /// Answers an access to variables of a type no model has (String): nothing to do
-    /// for an empty list, an unknown value reference otherwise.
-    pub(crate) fn absent_type(
-        &self,
-        function: &str,
-        type_name: &str,
-        value_references: &[u32],
-    ) -> Status {
-        let allowed: &[Phase] = if function.starts_with("fmi2Get") {
-            READABLE
-        } else {
-            &[
-                Phase::Instantiated,
-                Phase::InitializationMode,
-                Phase::StepComplete,
-            ]
-        };
-        if let Err(status) = self.require(function, allowed) {
-            return status;
-        }
-        match value_references.first() {
-            None => Status::Ok,
-            Some(value_reference) => self.refuse(
-                function,
-                &format!(
-                    "unknown value reference {value_reference}: model {} has no {type_name} \
-                     variables",
-                    self.model
-                ),
-            ),
         }
     }
 

@@ -196,7 +196,16 @@ impl TestModel {
             .map(|variable| variable.start.unwrap_or(0.0))
             .collect();
         update_outputs(self, &mut values);
+        update_text_outputs(self, &self.start_texts(), &mut values);
         values
+    }
+
+    /// Start values of the String variables by value reference (empty for the others).
+    pub(crate) fn start_texts(self) -> Vec<String> {
+        self.variables()
+            .iter()
+            .map(|variable| variable.text.unwrap_or_default().to_owned())
+            .collect()
     }
 }
 
@@ -232,8 +241,10 @@ pub struct Variable {
     pub initial: Option<Initial>,
     /// The variable's type.
     pub value_type: ValueType,
-    /// Start value, absent for calculated outputs.
+    /// Start value, absent for calculated outputs (and String variables).
     pub start: Option<f64>,
+    /// Start value of a String variable.
+    pub text: Option<&'static str>,
     /// One-line description.
     pub description: &'static str,
 }
@@ -331,6 +342,8 @@ pub enum ValueType {
     Integer,
     /// `fmi2Boolean`, held as 0 or 1.
     Boolean,
+    /// `fmi2String`, held apart from the numbers.
+    String,
 }
 
 impl ValueType {
@@ -340,6 +353,7 @@ impl ValueType {
             ValueType::Real => "Real",
             ValueType::Integer => "Integer",
             ValueType::Boolean => "Boolean",
+            ValueType::String => "String",
         }
     }
 }
@@ -460,6 +474,10 @@ pub mod vr {
         pub const INCREMENT: u32 = 2;
         /// Boolean input `enabled`, default true.
         pub const ENABLED: u32 = 3;
+        /// String parameter `label`, default "counter".
+        pub const LABEL: u32 = 4;
+        /// Integer output `label_length`: the characters of `label` (calculated).
+        pub const LABEL_LENGTH: u32 = 5;
     }
 }
 
@@ -497,6 +515,7 @@ const fn real(
         initial,
         value_type: ValueType::Real,
         start,
+        text: None,
         description,
     }
 }
@@ -680,6 +699,7 @@ static FAULTY: [Variable; 4] = [
         initial: Some(Initial::Exact),
         value_type: ValueType::Integer,
         start: Some(0.0),
+        text: None,
         description: "Test only: non-zero makes the next doStep panic inside the FMU",
     },
 ];
@@ -728,7 +748,7 @@ static BATTERY: [Variable; 8] = [
     ),
 ];
 
-static COUNTER: [Variable; 4] = [
+static COUNTER: [Variable; 6] = [
     Variable {
         name: "count",
         value_reference: vr::counter::COUNT,
@@ -737,6 +757,7 @@ static COUNTER: [Variable; 4] = [
         initial: Some(Initial::Exact),
         value_type: ValueType::Integer,
         start: Some(0.0),
+        text: None,
         description: "Sum of the increments of the enabled steps",
     },
     Variable {
@@ -747,6 +768,7 @@ static COUNTER: [Variable; 4] = [
         initial: Some(Initial::Calculated),
         value_type: ValueType::Boolean,
         start: None,
+        text: None,
         description: "Whether count is odd",
     },
     Variable {
@@ -757,6 +779,7 @@ static COUNTER: [Variable; 4] = [
         initial: None,
         value_type: ValueType::Integer,
         start: Some(1.0),
+        text: None,
         description: "Added to count at each step while enabled",
     },
     Variable {
@@ -767,7 +790,30 @@ static COUNTER: [Variable; 4] = [
         initial: None,
         value_type: ValueType::Boolean,
         start: Some(1.0),
+        text: None,
         description: "Whether steps count",
+    },
+    Variable {
+        name: "label",
+        value_reference: vr::counter::LABEL,
+        causality: Causality::Parameter,
+        variability: Variability::Fixed,
+        initial: Some(Initial::Exact),
+        value_type: ValueType::String,
+        start: None,
+        text: Some("counter"),
+        description: "A name for the counter, reported through label_length",
+    },
+    Variable {
+        name: "label_length",
+        value_reference: vr::counter::LABEL_LENGTH,
+        causality: Causality::Output,
+        variability: Variability::Discrete,
+        initial: Some(Initial::Calculated),
+        value_type: ValueType::Integer,
+        start: None,
+        text: None,
+        description: "Characters in label",
     },
 ];
 
@@ -878,6 +924,16 @@ pub(crate) fn initialize(model: TestModel, values: &mut [f64]) {
         use vr::battery::{NET_KW, SOC, SOC0};
         values[SOC as usize] = values[SOC0 as usize];
         values[NET_KW as usize] = 0.0;
+    }
+}
+
+/// Recomputes outputs that are functions of String variables (the counter's `label_length`).
+pub(crate) fn update_text_outputs(model: TestModel, texts: &[String], values: &mut [f64]) {
+    if model == TestModel::Counter {
+        use vr::counter::{LABEL, LABEL_LENGTH};
+        let length = texts.get(LABEL as usize).map_or(0, |t| t.chars().count());
+        // A label set through the C API is far shorter than 2^53 characters: exact.
+        values[LABEL_LENGTH as usize] = length as f64;
     }
 }
 

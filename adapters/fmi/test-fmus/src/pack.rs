@@ -381,6 +381,10 @@ fn write_model_description(
         }
         writeln!(xml, ">")?;
         match variable.start {
+            None if variable.value_type == ValueType::String => match variable.text {
+                Some(text) => writeln!(xml, r#"      <String start="{}"/>"#, escape(text))?,
+                None => writeln!(xml, "      <String/>")?,
+            },
             Some(start) if variable.value_type == ValueType::Boolean => {
                 writeln!(xml, r#"      <Boolean start="{}"/>"#, start != 0.0)?
             }
