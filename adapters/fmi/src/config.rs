@@ -21,7 +21,8 @@
 //! override_stability = false
 //!
 //! [parameters]                  # start values set before initialization
-//! mass = 1.0
+//! mass = 1.0                    # Real and Integer: numbers; Boolean: true/false (or 1/0)
+//! # table = "load.csv"          # String: a string
 //!
 //! [[object_class]]              # optional: the federation's object model, verbatim
 //! name = "Mass.State"
@@ -42,9 +43,8 @@
 //! names, types, causalities). Every error names the file and the line at fault.
 //!
 //! Without `[[object_class]]` the object model is derived from the publish and subscribe
-//! attribute paths (class = everything before the last dot). Adapters of one federation must
-//! agree on the model, so when they map different subsets of a class, give the classes
-//! explicitly in each file.
+//! attribute paths (class = everything before the last dot). Adapters that map different
+//! subsets of a class need not agree: the RTI merges each one's model into the federation's.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -143,9 +143,32 @@ pub struct Parameter {
     /// The variable's name.
     pub variable: String,
     /// Its value.
-    pub value: f64,
+    pub value: ParameterValue,
     /// Line in the configuration.
     pub line: usize,
+}
+
+/// A value from `[parameters]`, as TOML typed it; checked against the variable's type by
+/// [`AdapterConfig::resolve`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ParameterValue {
+    /// `true` or `false`: a Boolean variable.
+    Boolean(bool),
+    /// An integer or a float: a Real, Integer or Boolean (0 or 1) variable.
+    Number(f64),
+    /// A string: a String variable.
+    Text(String),
+}
+
+impl fmt::Display for ParameterValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Boolean(b) => write!(f, "{b}"),
+            Self::Number(v) => write!(f, "{v}"),
+            Self::Text(text) => write!(f, "{text:?}"),
+        }
+    }
 }
 
 /// An FMU output published as an attribute.
@@ -190,6 +213,8 @@ pub struct Resolved {
     pub integer_parameters: (Vec<u32>, Vec<i32>),
     /// Value references and values of the Boolean parameters.
     pub boolean_parameters: (Vec<u32>, Vec<bool>),
+    /// Value references and values of the String parameters.
+    pub string_parameters: (Vec<u32>, Vec<String>),
 }
 
 /// Mapped FMU variables, in mapping order. Every attribute value is an `f64`: Integer (and
@@ -220,6 +245,18 @@ impl Signals {
     }
 }
 
+/// "a Real", "an Integer": the article before a type name in a message.
+fn article(value_type: ValueType) -> &'static str {
+    if value_type == ValueType::Integer {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// What a Boolean parameter takes, for error messages.
+const BOOLEAN_VALUES: &str = "true or false (or 1 or 0)";
+
 /// Whether a variable of `value_type` can take `value` without rounding it: Integer variables
 /// take whole numbers within `i32`, Boolean variables 0 or 1. `None`: it can; otherwise what
 /// it takes, for an error message.
@@ -249,7 +286,7 @@ struct RawConfig {
     #[serde(default)]
     step: RawStep,
     #[serde(default)]
-    parameters: BTreeMap<Spanned<String>, Spanned<f64>>,
+    parameters: BTreeMap<Spanned<String>, Spanned<ParameterValue>>,
     #[serde(default)]
     object_class: Vec<RawObjectClass>,
     #[serde(default)]
@@ -467,7 +504,7 @@ impl AdapterConfig {
             .iter()
             .map(|(name, value)| Parameter {
                 variable: name.get_ref().clone(),
-                value: *value.get_ref(),
+                value: value.get_ref().clone(),
                 line: source.line(name.span()),
             })
             .collect();
@@ -650,9 +687,10 @@ impl AdapterConfig {
                 return Err(invalid(
                     s.line,
                     format!(
-                        "`{}` is a {found} input of {fmu_name} and takes {takes}; its start {} \
+                        "`{}` is {} {found} input of {fmu_name} and takes {takes}; its start {} \
                          does not fit",
                         s.variable,
+                        article(found),
                         s.start.unwrap_or_default()
                     ),
                 ));
@@ -664,6 +702,7 @@ impl AdapterConfig {
         let mut real_parameters = (Vec::new(), Vec::new());
         let mut integer_parameters = (Vec::new(), Vec::new());
         let mut boolean_parameters = (Vec::new(), Vec::new());
+        let mut string_parameters = (Vec::new(), Vec::new());
         for p in &self.parameters {
             let variable = find(&p.variable, p.line)?;
             let settable = matches!(variable.causality, Causality::Parameter | Causality::Input)
@@ -680,30 +719,57 @@ impl AdapterConfig {
                 ));
             }
             let found = variable.kind.value_type();
-            if let Some(takes) = unfit(found, p.value) {
-                return Err(invalid(
+            let refuse = |takes: &str| {
+                invalid(
                     p.line,
                     format!(
-                        "`{}` is a {found} variable of {fmu_name} and takes {takes}; {} does not \
+                        "`{}` is {} {found} variable of {fmu_name} and takes {takes}; {} does not \
                          fit",
-                        p.variable, p.value
+                        p.variable,
+                        article(found),
+                        p.value
                     ),
-                ));
-            }
-            match found {
-                ValueType::Integer => {
-                    integer_parameters.0.push(variable.value_reference);
+                )
+            };
+            let reference = variable.value_reference;
+            match (&p.value, found) {
+                (ParameterValue::Number(value), ValueType::Real) => {
+                    real_parameters.0.push(reference);
+                    real_parameters.1.push(*value);
+                }
+                (ParameterValue::Number(value), ValueType::Integer) => {
+                    if let Some(takes) = unfit(found, *value) {
+                        return Err(refuse(takes));
+                    }
+                    integer_parameters.0.push(reference);
                     // Whole and within i32: `unfit` said so.
-                    integer_parameters.1.push(p.value as i32);
+                    integer_parameters.1.push(*value as i32);
                 }
-                ValueType::Boolean => {
-                    boolean_parameters.0.push(variable.value_reference);
-                    boolean_parameters.1.push(p.value != 0.0);
+                (ParameterValue::Number(value), ValueType::Boolean) => {
+                    if unfit(found, *value).is_some() {
+                        return Err(refuse(BOOLEAN_VALUES));
+                    }
+                    boolean_parameters.0.push(reference);
+                    boolean_parameters.1.push(*value != 0.0);
                 }
-                _ => {
-                    real_parameters.0.push(variable.value_reference);
-                    real_parameters.1.push(p.value);
+                (ParameterValue::Boolean(value), ValueType::Boolean) => {
+                    boolean_parameters.0.push(reference);
+                    boolean_parameters.1.push(*value);
                 }
+                (ParameterValue::Text(text), ValueType::String) => {
+                    // The FMU gets a C string: an inner NUL would cut it short unseen.
+                    if text.contains('\0') {
+                        return Err(refuse("a string without NUL characters"));
+                    }
+                    string_parameters.0.push(reference);
+                    string_parameters.1.push(text.clone());
+                }
+                (_, ValueType::Real) => return Err(refuse("a number")),
+                (_, ValueType::Integer) => {
+                    return Err(refuse("a whole number from -2147483648 to 2147483647"));
+                }
+                (_, ValueType::Boolean) => return Err(refuse(BOOLEAN_VALUES)),
+                (_, ValueType::String) => return Err(refuse("a string, in quotes")),
             }
         }
         Ok(Resolved {
@@ -712,6 +778,7 @@ impl AdapterConfig {
             real_parameters,
             integer_parameters,
             boolean_parameters,
+            string_parameters,
         })
     }
 }

@@ -328,6 +328,11 @@ impl<'c> Adapter<'c> {
         if !references.is_empty() {
             instance.set_boolean(references, values).map_err(fmi)?;
         }
+        let (references, values) = &resolved.string_parameters;
+        if !references.is_empty() {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            instance.set_string(references, &values).map_err(fmi)?;
+        }
         // Inputs start from the configured value, else from the model description's.
         let mut inputs = Vec::with_capacity(resolved.inputs.references.len());
         for subscription in &config.subscribe {

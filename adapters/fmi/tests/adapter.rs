@@ -530,3 +530,98 @@ fn a_value_an_integer_or_boolean_input_cannot_hold_is_refused_by_name() {
         "{message}"
     );
 }
+
+/// One counter alone, with `parameters` as its `[parameters]` table.
+fn lone_counter(parameters: &str) -> String {
+    format!(
+        r#"fmu = "{}"
+instance = "lone"
+federation = "lone-counter"
+
+[experiment]
+stop = "10ms"
+
+[step]
+size = "1ms"
+
+[parameters]
+{parameters}
+
+[[publish]]
+variable = "count"
+attribute = "Counter.State.count"
+
+[[publish]]
+variable = "label_length"
+attribute = "Counter.State.label_length"
+"#,
+        packed(TestModel::Counter).display()
+    )
+}
+
+#[test]
+fn parameters_take_strings_booleans_and_numbers_by_the_variable_type() {
+    let outputs = |parameters: &str| {
+        run_alone(&config(&lone_counter(parameters)))
+            .unwrap()
+            .0
+            .outputs
+    };
+    let out = |count: f64, length: f64| {
+        vec![
+            ("count".to_owned(), count),
+            ("label_length".to_owned(), length),
+        ]
+    };
+    // The FMU's own start values: label "counter", enabled, increment 1.
+    assert_eq!(outputs(""), out(10.0, 7.0));
+    // A String parameter (not ASCII: characters, not bytes, are counted), an Integer input's
+    // start value and a Boolean given as TOML's `true`.
+    let set = "label = \"Zähler ✓\"\nincrement = 3\nenabled = true";
+    assert_eq!(outputs(set), out(30.0, 8.0));
+    // 0/1 for a Boolean still works; `false` stops the count.
+    assert_eq!(outputs("enabled = 0"), out(0.0, 7.0));
+    assert_eq!(outputs("enabled = false\nlabel = \"\""), out(0.0, 0.0));
+}
+
+#[test]
+fn a_parameter_of_the_wrong_type_is_refused_naming_variable_type_and_line() {
+    let cases = [
+        (
+            "label = 3",
+            "`label` is a String variable of counter.fmu and takes a string, in quotes; 3 \
+             does not fit",
+        ),
+        (
+            "enabled = \"yes\"",
+            "`enabled` is a Boolean variable of counter.fmu and takes true or false (or 1 or \
+             0); \"yes\" does not fit",
+        ),
+        (
+            "enabled = 2",
+            "`enabled` is a Boolean variable of counter.fmu and takes true or false (or 1 or \
+             0); 2 does not fit",
+        ),
+        (
+            "increment = true",
+            "`increment` is an Integer variable of counter.fmu and takes a whole number",
+        ),
+        (
+            "increment = 2.5",
+            "`increment` is an Integer variable of counter.fmu and takes whole numbers",
+        ),
+        (
+            "label = \"a\\u0000b\"",
+            "takes a string without NUL characters",
+        ),
+    ];
+    for (parameter, expected) in cases {
+        let text = lone_counter(parameter);
+        let line = text.lines().position(|l| l == parameter).unwrap() + 1;
+        let message = resolve_error(&text);
+        assert!(
+            message.contains(expected) && message.contains(&format!("line {line}:")),
+            "{parameter}: {message}"
+        );
+    }
+}

@@ -253,6 +253,31 @@ fn calls_out_of_order_and_unknown_references_are_refused() {
 }
 
 #[test]
+fn string_variables_round_trip_and_are_fixed_after_initialization() {
+    use vr::counter::{LABEL, LABEL_LENGTH};
+    let fmu = Fmu::open(&packed(TestModel::Counter)).unwrap();
+    let mut instance = Instance::new(&fmu, "strings", false).unwrap();
+    instance.setup_experiment(None, 0.0, Some(1.0)).unwrap();
+    instance.enter_initialization_mode().unwrap();
+    assert_eq!(instance.get_string(&[LABEL]).unwrap(), ["counter"]);
+    instance.set_string(&[LABEL], &["pompe n°2"]).unwrap();
+    assert_eq!(instance.get_string(&[LABEL, LABEL]).unwrap(), ["pompe n°2"; 2]);
+    assert_eq!(instance.get_integer(&[LABEL_LENGTH]).unwrap(), [9]);
+    let err = instance.set_string(&[LABEL], &["a\0b"]).unwrap_err();
+    assert!(matches!(err, FmiError::InvalidArgument { .. }), "{err}");
+    let err = instance.get_string(&[LABEL_LENGTH]).unwrap_err();
+    assert!(
+        matches!(err, FmiError::UnknownValueReference { .. }),
+        "{err}"
+    );
+    instance.exit_initialization_mode().unwrap();
+    // A fixed parameter cannot change once initialized; the FMU says so and keeps its value.
+    let err = instance.set_string(&[LABEL], &["other"]).unwrap_err();
+    assert!(matches!(err, FmiError::Failed { .. }), "{err}");
+    assert_eq!(instance.get_string(&[LABEL]).unwrap(), ["pompe n°2"]);
+}
+
+#[test]
 fn instances_move_between_threads_and_clean_up() {
     fn assert_send<T: Send>() {}
     assert_send::<Instance>();
