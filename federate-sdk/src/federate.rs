@@ -106,6 +106,17 @@ impl FederateBuilder {
         self
     }
 
+    /// Over QUIC, carries the connection as a task on the tokio runtime that joins instead of
+    /// on a thread of its own: a message then needs no hand-off between threads (about 20 us
+    /// less per round trip on the bench machine). Acknowledgements, keep-alives and session
+    /// resume run on that runtime, so it must keep running: a multi-thread runtime, or one
+    /// that is never blocked for long (the idle timeout closes a connection left unserved).
+    /// No effect on an embedded RTI. The blocking federate always does this, on its own
+    /// runtime.
+    pub fn io_on_runtime(self) -> Self {
+        self.drive_on_caller()
+    }
+
     /// Carries a QUIC connection on the runtime that joins (the blocking federate's own).
     pub(crate) fn drive_on_caller(mut self) -> Self {
         self.drive = Drive::Caller;

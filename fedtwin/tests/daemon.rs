@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use federate_sdk::{Error, Federate, RtiError, SimDuration, TlsFiles};
+use federate_sdk::{Error, Federate, RtiError, SimDuration, SimTime, TlsFiles};
 use fedtwin_rti::tls::{self, Role};
 
 mod common;
@@ -382,4 +382,63 @@ fn a_blocking_federate_that_computes_past_the_idle_timeout_stays_connected() {
         !audit.contains("\"Lost\""),
         "the daemon lost the federate:\n{audit}"
     );
+}
+
+/// Async federates whose connections run as tasks on the caller's (multi-thread) runtime rather
+/// than on I/O threads of their own: the same timestamped exchange, in order, against the
+/// daemon.
+#[test]
+fn async_federates_with_io_on_the_runtime_exchange_in_timestamp_order() {
+    let scratch = Scratch::new("io-on-runtime");
+    let (certs, config) = federation_setup(&scratch);
+    let daemon = Daemon::start(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let step = SimDuration::from_millis(10).unwrap();
+    let join = |identity: &'static str| {
+        Federate::builder("ping-pong", identity)
+            .create_federation(ping_pong::model())
+            .time_regulating(step)
+            .time_constrained()
+            .io_on_runtime()
+            .join(daemon.connector(&certs, identity))
+    };
+    let received = runtime.block_on(async {
+        let (ping, pong) = tokio::join!(join("ping"), join("pong"));
+        let (mut ping, mut pong) = (ping.unwrap(), pong.unwrap());
+        ping.publish_interaction("Ping").await.unwrap();
+        pong.subscribe_interaction("Ping").await.unwrap();
+        let sender = tokio::spawn(async move {
+            for count in 0..50u64 {
+                let at = ping.time().checked_add(step).unwrap();
+                let values = federate_sdk::Values::new().with("count", &count).unwrap();
+                ping.send_interaction("Ping", values, Some(at)).unwrap();
+                ping.step(step).await.unwrap();
+            }
+            ping.resign().await.unwrap();
+        });
+        let mut received = Vec::new();
+        for _ in 0..50 {
+            let grant = pong.step(step).await.unwrap();
+            for interaction in grant.interactions() {
+                let count: u64 = interaction.parameters.get("count").unwrap();
+                received.push((interaction.timestamp, count));
+            }
+        }
+        sender.await.unwrap();
+        pong.resign().await.unwrap();
+        received
+    });
+    let expected: Vec<_> = (0..50u64)
+        .map(|count| {
+            let at = SimTime::ZERO
+                .checked_add(SimDuration::from_millis(10 * (count + 1)).unwrap())
+                .unwrap();
+            (Some(at), count)
+        })
+        .collect();
+    assert_eq!(received, expected);
 }
