@@ -209,7 +209,7 @@ fn rogue_clients_are_refused_and_the_daemon_keeps_serving() {
         assert!(result.expect_err("oversized").contains("exceeds the limit"));
     });
     // The others go on.
-    ping.advance_to(federate_sdk::SimTime::from_secs(1).unwrap())
+    ping.advance_to(SimTime::from_secs(1).unwrap())
         .unwrap();
     assert_eq!(ping.galt().unwrap(), None);
     mallory.resign().unwrap();
@@ -369,7 +369,7 @@ fn a_blocking_federate_that_computes_past_the_idle_timeout_stays_connected() {
     ping.publish_interaction("Ping").unwrap();
     // The simulator computes.
     std::thread::sleep(Duration::from_millis(2500));
-    let five_ms = federate_sdk::SimTime::from_ticks(5_000_000);
+    let five_ms = SimTime::from_ticks(5_000_000);
     let grant = ping
         .advance_to(five_ms)
         .expect("still connected after computing past the idle timeout");
