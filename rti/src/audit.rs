@@ -88,6 +88,10 @@ pub enum AuditKind {
     Suspended,
     /// A federate resumed its session on a new connection.
     Resumed,
+    /// The daemon loaded a changed certificate revocation list.
+    RevocationsReloaded,
+    /// An open connection was closed because its certificate was revoked meanwhile.
+    CertificateRevoked,
 }
 
 /// One event to record (the writer adds the sequence number, time and hashes).

@@ -287,6 +287,16 @@ impl Revocations {
         Self::parse(path, &pem, &files.ca).map(Some)
     }
 
+    /// Parses and checks `pem`, the contents of [`TlsFiles::crl_path`] read by the caller, as
+    /// [`Revocations::load`] does: for a caller that also needs the bytes, to notice changes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Revocations::load`].
+    pub fn from_pem(files: &TlsFiles, pem: &[u8]) -> Result<Self, TlsError> {
+        Self::parse(files.crl_path(), pem, &files.ca)
+    }
+
     fn parse(path: PathBuf, pem: &[u8], ca: &Path) -> Result<Self, TlsError> {
         let invalid = |reason: String| TlsError::Crl {
             path: path.clone(),
@@ -896,6 +906,19 @@ fn peer_certificate(connection: &quinn::Connection) -> Result<CertificateDer<'st
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .ok_or(TlsError::NoPeerCertificate)?;
     chain.first().cloned().ok_or(TlsError::NoPeerCertificate)
+}
+
+/// Whether a connection failed in its handshake because a certificate is revoked: the local
+/// end refused the peer's (the TLS alert it sent), or the peer refused this end's (the alert
+/// it received).
+pub fn is_revocation(error: &quinn::ConnectionError) -> bool {
+    let revoked =
+        quinn::TransportErrorCode::crypto(u8::from(rustls::AlertDescription::CertificateRevoked));
+    match error {
+        quinn::ConnectionError::TransportError(error) => error.code == revoked,
+        quinn::ConnectionError::ConnectionClosed(close) => close.error_code == revoked,
+        _ => false,
+    }
 }
 
 /// The key exchange group a quinn connection negotiated, e.g. `"X25519MLKEM768"`.
