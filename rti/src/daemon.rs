@@ -168,7 +168,11 @@ pub async fn serve(
     let (crl_bytes, revocations) = read_revocations(&config.tls)?;
     if let Some(revocations) = &revocations {
         revocations.check_own(&config.tls)?;
-        info!(crl = %revocations.path().display(), revoked = revocations.len(), "certificate revocation list loaded");
+        info!(
+            crl = %revocations.path().display(),
+            revoked = revocations.len(),
+            "certificate revocation list loaded"
+        );
     }
     let server_config = quic_server_config(&config, revocations.as_ref())?;
 
@@ -335,10 +339,18 @@ async fn watch_revocations(
             }
         };
         if let Err(error) = revocations.check_own(&config.tls) {
-            warn!(%error, "the daemon's own certificate is revoked; federates that check the list will refuse it");
+            warn!(
+                %error,
+                "the daemon's own certificate is revoked; federates that check the list will \
+                 refuse it"
+            );
         }
         endpoint.set_server_config(Some(server_config));
-        info!(crl = %path.display(), revoked = revocations.len(), "certificate revocation list reloaded");
+        info!(
+            crl = %path.display(),
+            revoked = revocations.len(),
+            "certificate revocation list reloaded"
+        );
         let _ = to_engine.send(Input::Audit(daemon_event(
             AuditKind::RevocationsReloaded,
             format!(
@@ -845,7 +857,11 @@ async fn serve_connection(
     let serial = match tls::peer_serial(&connection) {
         Ok(serial) => Some(serial),
         Err(error) => {
-            warn!(%error, "no serial number in the peer certificate; a later revocation will not close this connection");
+            warn!(
+                %error,
+                "no serial number in the peer certificate; a later revocation will not close \
+                 this connection"
+            );
             None
         }
     };

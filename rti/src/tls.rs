@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `ca.pem`, `ca.key` | the federation CA, made once by [`init_ca`] |
 //! | `<name>.pem`, `<name>.key` | an identity issued by [`issue`]: a federate, an admin, the RTI |
-//! | `crl.pem` | the certificate revocation list (CRL) signed by the CA: empty from [`init_ca`], one more certificate per [`revoke`] |
+//! | `crl.pem` | the revocation list signed by the CA: empty from [`init_ca`], grown by [`revoke`] |
 //!
 //! Key files are written with mode 0600 on unix. A certificate's subject common name (CN) is the
 //! identity's name and its organizational unit (OU) the [`Role`]; [`identity_from_certificate`]
@@ -349,8 +349,8 @@ impl Revocations {
                 warn!(
                     crl = %path.display(),
                     %next_update,
-                    "certificate revocation list past its next update; still used: refresh it \
-                     with `fedtwin certs revoke`"
+                    "certificate revocation list past its next update; still used (`fedtwin \
+                     certs revoke` writes lists valid until the CA expires)"
                 );
             }
             serials.extend(
@@ -729,7 +729,14 @@ pub fn revoke(dir: &Path, name: &str, reason: RevocationReason) -> Result<Revoke
     let ca_not_after = ca.validity().not_after.to_datetime();
     let issuer = Issuer::new(ca_params(&ca_common_name), ca_key);
     write_crl(dir, &issuer, ca_not_after, number, entries)?;
-    debug!(dir = %dir.display(), name, serial = %serial_text, %reason, number, "revoked certificate");
+    debug!(
+        dir = %dir.display(),
+        name,
+        serial = %serial_text,
+        %reason,
+        number,
+        "revoked certificate"
+    );
     Ok(Revoked {
         serial: serial_text,
         crl_number: number,
@@ -1092,9 +1099,10 @@ fn read_crl(
     Ok((number, entries))
 }
 
-/// Signs a revocation list with `issuer` and replaces `crl.pem` with it, in one rename. It claims validity until `ca_not_after`, or a day when the CA is about to
-/// expire: the list is the federation's only source of revocations, written again on every
-/// change, so a short next update would only make well-behaved checkers call it stale.
+/// Signs a revocation list with `issuer` and replaces `crl.pem` with it, in one rename. It
+/// claims validity until `ca_not_after`, or a day when the CA is about to expire: the list is
+/// the federation's only source of revocations, written again on every change, so a short next
+/// update would only make well-behaved checkers call it stale.
 fn write_crl(
     dir: &Path,
     issuer: &Issuer<'_, KeyPair>,
