@@ -524,6 +524,53 @@ fn revoking_while_the_daemon_runs_refuses_the_next_connection_and_closes_the_ope
 }
 
 #[test]
+fn an_unusable_list_written_while_the_daemon_runs_leaves_the_one_in_force() {
+    let scratch = Scratch::new("bad-reload");
+    let (certs, config) = federation_setup(&scratch);
+    tls::revoke(&certs, "mallory", tls::RevocationReason::default()).unwrap();
+    let log = scratch.path("daemon.log");
+    let daemon = Daemon::start_logging(&config, std::fs::File::create(&log).unwrap());
+    let logged = |text: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(text)
+            .then_some(())
+    };
+    // The federates check the daemon against a good copy of the list.
+    let saved = scratch.path("saved-crl.pem");
+    std::fs::copy(certs.join("crl.pem"), &saved).unwrap();
+    let join = |identity: &str| {
+        let files = TlsFiles {
+            crl: Some(saved.clone()),
+            ..TlsFiles::in_dir(&certs, identity)
+        };
+        Federate::builder("ping-pong", identity)
+            .create_federation(ping_pong::model())
+            .join_blocking(federate_sdk::Connector::quic(&daemon.address, files).unwrap())
+    };
+
+    std::fs::write(certs.join("crl.pem"), "garbage\n").unwrap();
+    within(
+        Duration::from_secs(10),
+        "the daemon rejects the list",
+        || logged("revocation list not reloaded"),
+    );
+    let refused = join("mallory").unwrap_err();
+    assert!(matches!(refused, Error::CertificateRevoked(_)), "{refused}");
+
+    std::fs::remove_file(certs.join("crl.pem")).unwrap();
+    within(
+        Duration::from_secs(10),
+        "the daemon notices the removal",
+        || logged("revocation list removed"),
+    );
+    let refused = join("mallory").unwrap_err();
+    assert!(matches!(refused, Error::CertificateRevoked(_)), "{refused}");
+    join("ping").unwrap().resign().unwrap();
+    daemon.stop();
+}
+
+#[test]
 fn an_unusable_revocation_list_stops_the_daemon_at_start_naming_the_file() {
     let scratch = Scratch::new("bad-list");
     let (certs, config) = federation_setup(&scratch);
