@@ -22,7 +22,8 @@ impl Admin {
     ///
     /// # Errors
     ///
-    /// [`Error::Connect`] or [`Error::Closed`] if the RTI cannot be reached or refuses.
+    /// [`Error::Connect`] or [`Error::Closed`] if the RTI cannot be reached or refuses;
+    /// [`Error::CertificateRevoked`] if a certificate is revoked.
     pub async fn connect(rti: impl Into<Connector>) -> Result<Self> {
         let link = Link::open(&rti.into(), Duration::ZERO, Drive::Thread).await?;
         Ok(Self {

@@ -72,6 +72,12 @@ pub enum Error {
     /// The RTI (or the network) ended the connection, for the reason given.
     #[error("{0}")]
     Closed(String),
+    /// A certificate was refused because it is revoked: the RTI refused this federate's (in
+    /// the handshake, or by closing a connection open when the revocation came), or this
+    /// federate refused the RTI's. The message says which and what to do. Reconnecting with
+    /// the same certificate cannot succeed.
+    #[error("{0}")]
+    CertificateRevoked(String),
     /// The RTI could not be reached or its address is invalid.
     #[error("cannot connect to the RTI: {0}")]
     Connect(String),

@@ -128,7 +128,9 @@ impl FederateBuilder {
     /// # Errors
     ///
     /// [`Error::Refused`] naming the refused step (for example a federate name in use),
-    /// [`Error::Disconnected`] if the RTI is gone.
+    /// [`Error::Disconnected`] if the RTI is gone, [`Error::Connect`] or [`Error::Closed`] if
+    /// it cannot be reached or refuses the connection, [`Error::CertificateRevoked`] if it
+    /// refuses this federate's certificate as revoked (or this federate the RTI's).
     ///
     /// # Cancel safety
     ///

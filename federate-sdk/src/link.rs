@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use fedtwin_core::codec::{DEFAULT_MAX_FRAME, FrameReader, encode_batch, encode_frame};
 use fedtwin_core::message::{ClientMessage, Request, ResumeToken, ServerMessage};
+use fedtwin_rti::daemon::close_code;
 use fedtwin_rti::tls::{self, TlsFiles};
 use fedtwin_rti::{EmbeddedRti, EmbeddedSender};
 use tokio::sync::mpsc::error::TryRecvError;
@@ -102,7 +103,7 @@ impl Outgoing for EmbeddedSender {
 struct QuicOutgoing {
     requests: UnboundedSender<ClientMessage>,
     datagrams: UnboundedSender<ClientMessage>,
-    closed: Arc<Mutex<Option<String>>>,
+    closed: Arc<Mutex<Option<Closure>>>,
 }
 
 impl Outgoing for QuicOutgoing {
@@ -125,7 +126,7 @@ pub(crate) struct Link {
     incoming: UnboundedReceiver<ServerMessage>,
     spin: Duration,
     /// Why a network connection ended, once it has.
-    closed: Option<Arc<Mutex<Option<String>>>>,
+    closed: Option<Arc<Mutex<Option<Closure>>>>,
     /// The task carrying a QUIC connection on the caller's runtime ([`Drive::Caller`]).
     session: Option<tokio::task::JoinHandle<()>>,
 }
@@ -222,11 +223,21 @@ impl Link {
     }
 }
 
-fn closed_error(closed: &Mutex<Option<String>>) -> Error {
+fn closed_error(closed: &Mutex<Option<Closure>>) -> Error {
     match closed.lock().ok().and_then(|reason| reason.clone()) {
-        Some(reason) => Error::Closed(reason),
+        Some(Closure::Closed(reason)) => Error::Closed(reason),
+        Some(Closure::Revoked(reason)) => Error::CertificateRevoked(reason),
         None => Error::Disconnected,
     }
+}
+
+/// Why a QUIC session ended, kept for every later call of the federate.
+#[derive(Debug, Clone)]
+enum Closure {
+    /// The daemon, the network or the protocol ended it, for the reason given.
+    Closed(String),
+    /// A certificate was refused as revoked; the reason says whose.
+    Revoked(String),
 }
 
 /// Connects and carries the connection's I/O on a thread of its own, which keeps
@@ -254,7 +265,7 @@ async fn open_quic(target: QuicTarget, spin: Duration, drive: Drive) -> Result<L
                 };
                 let why = run_session(&target, first, &mut channels).await;
                 if let Some(why) = why {
-                    debug!(reason = %why, "connection to the RTI ended");
+                    debug!(reason = ?why, "connection to the RTI ended");
                     if let Ok(mut slot) = closed_by_io.lock() {
                         slot.get_or_insert(why);
                     }
@@ -325,16 +336,14 @@ async fn connect(target: &QuicTarget) -> Result<Connected> {
     let connecting = endpoint
         .connect_with(config, target.address, &target.server_name)
         .map_err(|e| Error::Connect(e.to_string()))?;
-    let connection = connecting
-        .await
-        .map_err(|e| Error::Connect(describe(&e, target)))?;
+    let connection = connecting.await.map_err(|e| connect_error(&e, target))?;
     if let Some(group) = tls::negotiated_group(&connection) {
         debug!(%group, "connected to the RTI");
     }
     let (send, recv) = connection
         .open_bi()
         .await
-        .map_err(|e| Error::Connect(describe(&e, target)))?;
+        .map_err(|e| connect_error(&e, target))?;
     Ok(Connected {
         endpoint,
         connection,
@@ -404,7 +413,7 @@ async fn run_session(
     target: &QuicTarget,
     first: Connected,
     channels: &mut Channels,
-) -> Option<String> {
+) -> Option<Closure> {
     let state = Kept(Mutex::new(SessionState::default()));
     let mut current = first;
     let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
@@ -414,12 +423,13 @@ async fn run_session(
             let _ =
                 tokio::time::timeout(Duration::from_secs(1), current.endpoint.wait_idle()).await;
             return match ended {
-                Ended::Closed(why) => Some(why),
+                Ended::Closed(why) => Some(Closure::Closed(why)),
+                Ended::Revoked(why) => Some(Closure::Revoked(why)),
                 _ => None,
             };
         };
         let Some((token, grace)) = state.lock().token else {
-            return Some(why);
+            return Some(Closure::Closed(why));
         };
         warn!(reason = %why, grace_ms = grace.as_millis() as u64, "connection to the RTI lost; resuming");
         let deadline = Instant::now() + grace;
@@ -428,14 +438,17 @@ async fn run_session(
             let received = state.lock().received;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break Err(format!(
+                break Err(Closure::Closed(format!(
                     "{why}; not resumed within the grace period of {} ms",
                     grace.as_millis()
-                ));
+                )));
             }
             match tokio::time::timeout(left, resume(target, token, received)).await {
                 Ok(Ok(resumed)) => break Ok(resumed),
-                Ok(Err(Retry::Refused(reason))) => break Err(format!("{why}; {reason}")),
+                Ok(Err(Retry::Refused(reason))) => {
+                    break Err(Closure::Closed(format!("{why}; {reason}")));
+                }
+                Ok(Err(Retry::Revoked(reason))) => break Err(Closure::Revoked(reason)),
                 Ok(Err(Retry::Again(reason))) => {
                     debug!(%reason, "resume attempt failed");
                     tokio::time::sleep(pause.min(left)).await;
@@ -462,7 +475,9 @@ async fn run_session(
             }
         }
         if let Err(error) = next.send.write_all(&buffer).await {
-            return Some(format!("{why}; the resumed connection failed: {error}"));
+            return Some(Closure::Closed(format!(
+                "{why}; the resumed connection failed: {error}"
+            )));
         }
         info!(
             resent = state.lock().unanswered.range(last_request + 1..).count(),
@@ -480,6 +495,8 @@ enum Retry {
     Again(String),
     /// The daemon refused: the session is over.
     Refused(String),
+    /// A certificate was refused as revoked: the session is over.
+    Revoked(String),
 }
 
 /// Opens a new connection and asks the daemon to continue the session of `token`. Returns the
@@ -490,9 +507,10 @@ async fn resume(
     token: ResumeToken,
     received: u64,
 ) -> std::result::Result<(Connected, FrameReader, u64), Retry> {
-    let mut connected = connect(target)
-        .await
-        .map_err(|e| Retry::Again(e.to_string()))?;
+    let mut connected = connect(target).await.map_err(|e| match e {
+        Error::CertificateRevoked(reason) => Retry::Revoked(reason),
+        other => Retry::Again(other.to_string()),
+    })?;
     let mut frame = Vec::new();
     encode_frame(
         &ClientMessage {
@@ -537,6 +555,12 @@ async fn resume(
         match connected.recv.read(&mut buffer).await {
             Ok(Some(n)) => reader.extend(&buffer[..n]),
             Ok(None) => return Err(Retry::Again("the RTI ended the stream".into())),
+            Err(quinn::ReadError::ConnectionLost(error)) => {
+                return Err(match revocation(&error, target) {
+                    Some(reason) => Retry::Revoked(reason),
+                    None => Retry::Again(error.to_string()),
+                });
+            }
             Err(error) => return Err(Retry::Again(error.to_string())),
         }
     }
@@ -548,6 +572,8 @@ enum Ended {
     Left,
     /// The daemon or the protocol ended it; the session is over.
     Closed(String),
+    /// This federate's certificate was revoked; the session is over.
+    Revoked(String),
     /// Timed out or reset: possibly a partition, so the session may resume.
     Lost(String),
 }
@@ -697,6 +723,9 @@ async fn carry(
 
 /// A lost connection may be a partition worth resuming; a closed one is final.
 fn ended(error: &quinn::ConnectionError) -> Ended {
+    if let Some(reason) = refused_as_revoked(error) {
+        return Ended::Revoked(reason);
+    }
     match error {
         quinn::ConnectionError::TimedOut | quinn::ConnectionError::Reset => {
             Ended::Lost(reason(error))
@@ -723,4 +752,47 @@ fn reason(error: &quinn::ConnectionError) -> String {
 
 fn describe(error: &quinn::ConnectionError, target: &QuicTarget) -> String {
     format!("{} ({})", reason(error), target.address)
+}
+
+/// The error of a failed handshake or connection: [`Error::CertificateRevoked`] when a
+/// certificate was refused as revoked, else [`Error::Connect`].
+fn connect_error(error: &quinn::ConnectionError, target: &QuicTarget) -> Error {
+    match revocation(error, target) {
+        Some(reason) => Error::CertificateRevoked(reason),
+        None => Error::Connect(describe(error, target)),
+    }
+}
+
+/// What to tell the federate when `error` is a revocation, on either side.
+fn revocation(error: &quinn::ConnectionError, target: &QuicTarget) -> Option<String> {
+    if let quinn::ConnectionError::TransportError(_) = error
+        && tls::is_revocation(error)
+    {
+        // This end's own check failed: the daemon's certificate is in our list.
+        return Some(format!(
+            "the RTI at {} presented a revoked certificate: `{}` lists it; ask the \
+             federation's administrator which daemon to trust",
+            target.address,
+            target.tls.crl_path().display()
+        ));
+    }
+    refused_as_revoked(error).map(|reason| format!("{reason} ({})", target.address))
+}
+
+/// The daemon refused this federate's certificate as revoked, in the handshake or, for a
+/// connection open when the revocation came, by closing it.
+fn refused_as_revoked(error: &quinn::ConnectionError) -> Option<String> {
+    let closed_as_revoked = matches!(
+        error,
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(close_code::REVOKED)
+    );
+    let refused =
+        matches!(error, quinn::ConnectionError::ConnectionClosed(_)) && tls::is_revocation(error);
+    (closed_as_revoked || refused).then(|| {
+        "the RTI refused this federate's certificate: it is revoked (listed in the federation's \
+         certificate revocation list); ask the federation's administrator for a new one \
+         (`fedtwin certs issue`)"
+            .to_owned()
+    })
 }

@@ -209,8 +209,7 @@ fn rogue_clients_are_refused_and_the_daemon_keeps_serving() {
         assert!(result.expect_err("oversized").contains("exceeds the limit"));
     });
     // The others go on.
-    ping.advance_to(SimTime::from_secs(1).unwrap())
-        .unwrap();
+    ping.advance_to(SimTime::from_secs(1).unwrap()).unwrap();
     assert_eq!(ping.galt().unwrap(), None);
     mallory.resign().unwrap();
     ping.resign().unwrap();
@@ -441,4 +440,231 @@ fn async_federates_with_io_on_the_runtime_exchange_in_timestamp_order() {
         })
         .collect();
     assert_eq!(received, expected);
+}
+
+/// Polls `done` every 50 ms until it returns something, failing after `bound`.
+fn within<T>(bound: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(value) = done() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {bound:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How many records of `kind` the audit log holds; each also contains `detail`.
+fn audited(audit: &Path, kind: &str, detail: &str) -> usize {
+    let text = std::fs::read_to_string(audit).unwrap_or_default();
+    text.lines()
+        .filter(|line| line.contains(&format!("\"kind\":\"{kind}\"")) && line.contains(detail))
+        .count()
+}
+
+#[test]
+fn a_revoked_federate_is_refused_by_name_and_the_others_still_join() {
+    let scratch = Scratch::new("revoked");
+    let (certs, config) = federation_setup(&scratch);
+    let dir = certs.to_str().unwrap();
+    // `certs init` wrote an empty list; revoking appends to it.
+    assert!(certs.join("crl.pem").is_file());
+    let out = ok(&fedtwin(&[
+        "certs",
+        "revoke",
+        "--dir",
+        dir,
+        "mallory",
+        "--reason",
+        "key-compromise",
+    ]));
+    assert!(out.contains("revoked `mallory`"), "{out}");
+
+    // An unknown name is a clear error, and changes nothing.
+    let list = std::fs::read(certs.join("crl.pem")).unwrap();
+    let unknown = fedtwin(&["certs", "revoke", "--dir", dir, "nobody"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("no certificate `nobody`") && stderr.contains(dir),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(certs.join("crl.pem")).unwrap(), list);
+
+    let daemon = Daemon::start(&config);
+    let join = |identity: &str| {
+        Federate::builder("ping-pong", identity)
+            .create_federation(ping_pong::model())
+            .join_blocking(daemon.connector(&certs, identity))
+    };
+    let refused = join("mallory").unwrap_err();
+    let Error::CertificateRevoked(message) = &refused else {
+        panic!("expected a revocation, got {refused:?}");
+    };
+    assert!(
+        message.contains("refused this federate's certificate: it is revoked")
+            && message.contains("fedtwin certs issue"),
+        "{message}"
+    );
+    let ping = join("ping").unwrap();
+    ping.resign().unwrap();
+    daemon.stop();
+
+    let audit = scratch.path("audit.log");
+    assert_eq!(
+        audited(&audit, "ConnectionRefused", "certificate revoked"),
+        1
+    );
+    ok(&fedtwin(&["audit", "verify", audit.to_str().unwrap()]));
+}
+
+#[test]
+fn revoking_while_the_daemon_runs_refuses_the_next_connection_and_closes_the_open_one() {
+    let scratch = Scratch::new("revoke-live");
+    let (certs, config) = federation_setup(&scratch);
+    let dir = certs.to_str().unwrap();
+    let audit = scratch.path("audit.log");
+    let daemon = Daemon::start(&config);
+    let join = |identity: &str| {
+        Federate::builder("ping-pong", identity)
+            .create_federation(ping_pong::model())
+            .join_blocking(daemon.connector(&certs, identity))
+    };
+    let mut ping = join("ping").unwrap();
+    let mut pong = join("pong").unwrap();
+
+    ok(&fedtwin(&[
+        "certs", "revoke", "--dir", dir, "--name", "pong",
+    ]));
+    within(
+        Duration::from_secs(10),
+        "the daemon reloads the list",
+        || (audited(&audit, "RevocationsReloaded", "1 certificate(s) revoked") == 1).then_some(()),
+    );
+
+    // The open connection is closed, with the reason, on pong's next call.
+    let closed = within(Duration::from_secs(5), "pong's connection closes", || {
+        pong.galt().err()
+    });
+    assert!(matches!(closed, Error::CertificateRevoked(_)), "{closed}");
+    assert_eq!(
+        audited(&audit, "CertificateRevoked", "\"identity\":\"pong\""),
+        1
+    );
+    // A new connection is refused; ping goes on.
+    let refused = join("pong").unwrap_err();
+    assert!(matches!(refused, Error::CertificateRevoked(_)), "{refused}");
+    ping.galt().unwrap();
+
+    // A federate that has the list refuses a daemon whose certificate it revokes.
+    ok(&fedtwin(&["certs", "revoke", "--dir", dir, "rti"]));
+    within(
+        Duration::from_secs(10),
+        "the daemon reloads the list again",
+        || (audited(&audit, "RevocationsReloaded", "2 certificate(s) revoked") == 1).then_some(()),
+    );
+    let refused = Federate::builder("ping-pong", "ping")
+        .join_blocking(daemon.connector(&certs, "ping"))
+        .unwrap_err();
+    let Error::CertificateRevoked(message) = &refused else {
+        panic!("expected a revocation, got {refused:?}");
+    };
+    assert!(
+        message.contains("presented a revoked certificate"),
+        "{message}"
+    );
+    drop(ping);
+    daemon.stop();
+    ok(&fedtwin(&["audit", "verify", audit.to_str().unwrap()]));
+}
+
+#[test]
+fn an_unusable_list_written_while_the_daemon_runs_leaves_the_one_in_force() {
+    let scratch = Scratch::new("bad-reload");
+    let (certs, config) = federation_setup(&scratch);
+    tls::revoke(&certs, "mallory", tls::RevocationReason::default()).unwrap();
+    let log = scratch.path("daemon.log");
+    let daemon = Daemon::start_logging(&config, std::fs::File::create(&log).unwrap());
+    let logged = |text: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(text)
+            .then_some(())
+    };
+    // The federates check the daemon against a good copy of the list.
+    let saved = scratch.path("saved-crl.pem");
+    std::fs::copy(certs.join("crl.pem"), &saved).unwrap();
+    let join = |identity: &str| {
+        let files = TlsFiles {
+            crl: Some(saved.clone()),
+            ..TlsFiles::in_dir(&certs, identity)
+        };
+        Federate::builder("ping-pong", identity)
+            .create_federation(ping_pong::model())
+            .join_blocking(federate_sdk::Connector::quic(&daemon.address, files).unwrap())
+    };
+
+    std::fs::write(certs.join("crl.pem"), "garbage\n").unwrap();
+    within(
+        Duration::from_secs(10),
+        "the daemon rejects the list",
+        || logged("revocation list not reloaded"),
+    );
+    let refused = join("mallory").unwrap_err();
+    assert!(matches!(refused, Error::CertificateRevoked(_)), "{refused}");
+
+    std::fs::remove_file(certs.join("crl.pem")).unwrap();
+    within(
+        Duration::from_secs(10),
+        "the daemon notices the removal",
+        || logged("revocation list removed"),
+    );
+    let refused = join("mallory").unwrap_err();
+    assert!(matches!(refused, Error::CertificateRevoked(_)), "{refused}");
+    join("ping").unwrap().resign().unwrap();
+    daemon.stop();
+}
+
+#[test]
+fn an_unusable_revocation_list_stops_the_daemon_at_start_naming_the_file() {
+    let scratch = Scratch::new("bad-list");
+    let (certs, config) = federation_setup(&scratch);
+    let start = |config: &Path| {
+        Command::new(BIN)
+            .args(["rti", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+
+    std::fs::write(certs.join("crl.pem"), "garbage\n").unwrap();
+    let output = start(&config);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("crl.pem") && stderr.contains("not a usable certificate revocation list"),
+        "{stderr}"
+    );
+
+    // A list named in rti.toml must exist.
+    let named = scratch.path("named.toml");
+    std::fs::write(&named, "[tls]\ndir = \"certs\"\ncrl = \"revoked.pem\"\n").unwrap();
+    let output = start(&named);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("revoked.pem"), "{stderr}");
+
+    // The daemon's own certificate revoked: peers would refuse it.
+    std::fs::remove_file(certs.join("crl.pem")).unwrap();
+    tls::revoke(&certs, "rti", tls::RevocationReason::Superseded).unwrap();
+    let output = start(&config);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("rti.pem") && stderr.contains("is revoked"),
+        "{stderr}"
+    );
 }

@@ -90,6 +90,10 @@ pub enum AuditKind {
     Resumed,
     /// A federation's object model gained classes or members from a later creator.
     ModelExtended,
+    /// The daemon loaded a changed certificate revocation list.
+    RevocationsReloaded,
+    /// An open connection was closed because its certificate was revoked meanwhile.
+    CertificateRevoked,
 }
 
 /// One event to record (the writer adds the sequence number, time and hashes).

@@ -6,6 +6,7 @@
 //! [tls]
 //! dir = "certs"             # holds ca.pem and <identity>.pem / <identity>.key
 //! identity = "rti"          # the daemon's own certificate
+//! crl = "crl.pem"           # revocation list, relative to dir; default: dir/crl.pem if present
 //! allow_classical_key_exchange = false
 //!
 //! [audit]
@@ -110,6 +111,10 @@ pub struct TlsSection {
     /// The daemon's certificate name.
     #[serde(default = "default_identity")]
     pub identity: String,
+    /// Certificate revocation list file, relative to `dir`; it must exist. Absent: `crl.pem` in
+    /// `dir` when that file exists. The daemon reloads it when it changes.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
     /// Accept clients that offer no post-quantum key exchange.
     #[serde(default)]
     pub allow_classical_key_exchange: bool,
@@ -120,6 +125,7 @@ impl Default for TlsSection {
         Self {
             dir: default_certs(),
             identity: default_identity(),
+            crl: None,
             allow_classical_key_exchange: false,
         }
     }
@@ -270,14 +276,28 @@ impl RtiConfig {
     ///
     /// # Errors
     ///
-    /// A message when no address is given anywhere or a limit is invalid.
+    /// A message when no address is given anywhere, a limit is invalid or the configured
+    /// revocation list does not exist.
     pub fn daemon_config(&self, listen: Option<SocketAddr>) -> Result<DaemonConfig, String> {
         let listen = listen
             .or(self.listen)
             .ok_or("no address to listen on: pass --listen or set `listen` in rti.toml")?;
+        let mut tls = TlsFiles::in_dir(&self.tls.dir, &self.tls.identity);
+        if let Some(crl) = &self.tls.crl {
+            // Resolved here rather than in `load`: `--certs` may replace the folder.
+            let path = self.tls.dir.join(crl);
+            if !path.is_file() {
+                return Err(format!(
+                    "tls.crl: `{}` does not exist; `fedtwin certs init` and `fedtwin certs \
+                     revoke` write it, or remove the setting to check `crl.pem` only if present",
+                    path.display()
+                ));
+            }
+            tls.crl = Some(path);
+        }
         Ok(DaemonConfig {
             listen,
-            tls: TlsFiles::in_dir(&self.tls.dir, &self.tls.identity),
+            tls,
             allow_classical: self.tls.allow_classical_key_exchange,
             policy: self.policy.clone(),
             audit: self.audit.as_ref().map(|a| a.file.clone()),
@@ -325,6 +345,36 @@ mod tests {
         assert_eq!(daemon.faults.loss_policy("grid"), LossPolicy::Halt);
         assert_eq!(daemon.faults.loss_policy("lab"), LossPolicy::Resign);
         assert_eq!(daemon.faults.stall_after, Some(Duration::from_secs(5)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_configured_revocation_list_must_exist() {
+        let dir = std::env::temp_dir().join(format!("fedtwin-config-crl-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("pki")).unwrap();
+        let path = dir.join("rti.toml");
+        std::fs::write(&path, "[tls]\ndir = \"pki\"\ncrl = \"revoked.pem\"\n").unwrap();
+        let config = RtiConfig::load(&path).unwrap();
+        let message = config.daemon_config(Some(([127, 0, 0, 1], 0).into()));
+        let message = message.unwrap_err();
+        assert!(
+            message.contains("tls.crl") && message.contains("revoked.pem"),
+            "{message}"
+        );
+        std::fs::write(dir.join("pki").join("revoked.pem"), "").unwrap();
+        let daemon = config
+            .daemon_config(Some(([127, 0, 0, 1], 0).into()))
+            .unwrap();
+        assert_eq!(daemon.tls.crl, Some(dir.join("pki").join("revoked.pem")));
+
+        // Without the setting, crl.pem beside ca.pem is checked if it is there.
+        std::fs::write(&path, "[tls]\ndir = \"pki\"\n").unwrap();
+        let daemon = RtiConfig::load(&path)
+            .unwrap()
+            .daemon_config(Some(([127, 0, 0, 1], 0).into()))
+            .unwrap();
+        assert_eq!(daemon.tls.crl, None);
+        assert_eq!(daemon.tls.crl_path(), dir.join("pki").join("crl.pem"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

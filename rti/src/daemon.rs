@@ -27,9 +27,19 @@
 //! queue than the resume buffer holds, the federation's loss policy applies. A connection
 //! closed on purpose (the federate's application close, a finished stream, a malformed frame)
 //! ends its session at once.
+//!
+//! # Revocation
+//!
+//! The daemon refuses a certificate that its revocation list revokes (see [`tls`] and
+//! [`TlsFiles::crl`]). It reads the list's file every [`REVOCATION_POLL`] and, when the contents
+//! changed, builds a new server configuration for the connections that follow; a list that
+//! cannot be read or checked is logged and the previous one kept. An open connection whose
+//! certificate the new list revokes is closed with [`close_code::REVOKED`]. Deleting the file
+//! keeps the list last loaded: a revocation is not undone by a missing file.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,13 +50,13 @@ use fedtwin_core::codec::{CodecError, FrameReader, decode_body, encode_batch};
 use fedtwin_core::message::{ClientMessage, Request, ResumeToken, ServerMessage};
 use quinn::VarInt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::audit::{AuditError, AuditEvent, AuditKind, AuditLog};
 use crate::engine::{ConnectionId, Engine, FaultSettings, Peer};
 use crate::policy::Policy;
-use crate::tls::{self, TlsError, TlsFiles};
+use crate::tls::{self, Revocations, TlsError, TlsFiles};
 
 /// Application close codes on the QUIC connection.
 pub mod close_code {
@@ -56,14 +66,20 @@ pub mod close_code {
     pub const MALFORMED: u32 = 2;
     /// The peer broke the protocol (for example, no stream opened).
     pub const PROTOCOL: u32 = 3;
+    /// The peer's certificate was revoked while it was connected.
+    pub const REVOKED: u32 = 4;
 }
+
+/// How often the daemon looks for a changed revocation list.
+pub const REVOCATION_POLL: Duration = Duration::from_secs(2);
 
 /// What the daemon needs to run.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// Address to listen on (port 0 picks a free one).
     pub listen: SocketAddr,
-    /// The daemon's certificate, key and the federation CA.
+    /// The daemon's certificate, key, the federation CA and the revocation list, which the
+    /// daemon reloads when it changes.
     pub tls: TlsFiles,
     /// Accept classical key exchange when a client offers no post-quantum group.
     pub allow_classical: bool,
@@ -108,7 +124,7 @@ pub enum DaemonError {
         /// The address.
         address: SocketAddr,
         /// The cause.
-        source: std::io::Error,
+        source: io::Error,
     },
     /// A setting out of range.
     #[error("invalid setting: {0}")]
@@ -131,6 +147,10 @@ enum Input {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// The revocation list in force, shared with every connection so that each can tell when its
+/// own certificate is revoked.
+type Published = Option<Arc<Revocations>>;
+
 /// Runs the daemon until `shutdown` completes. `ready` is told the bound address once the
 /// daemon accepts connections.
 ///
@@ -138,19 +158,23 @@ enum Input {
 ///
 /// # Errors
 ///
-/// [`DaemonError`] if the daemon cannot start; once running it logs faults and goes on.
+/// [`DaemonError`] if the daemon cannot start (among others when its revocation list is
+/// unusable or revokes the daemon's own certificate); once running it logs faults and goes on.
 pub async fn serve(
     config: DaemonConfig,
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), DaemonError> {
-    let mut server_config = tls::server_config(&config.tls, config.allow_classical)?;
-    let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
-        .map_err(|_| DaemonError::Config(format!("idle timeout {:?}", config.idle_timeout)))?;
-    let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(idle));
-    transport.keep_alive_interval(Some(config.idle_timeout / 3));
-    server_config.transport_config(Arc::new(transport));
+    let (crl_bytes, revocations) = read_revocations(&config.tls)?;
+    if let Some(revocations) = &revocations {
+        revocations.check_own(&config.tls)?;
+        info!(
+            crl = %revocations.path().display(),
+            revoked = revocations.len(),
+            "certificate revocation list loaded"
+        );
+    }
+    let server_config = quic_server_config(&config, revocations.as_ref())?;
 
     let mut audit = match &config.audit {
         Some(path) => Some(AuditLog::open(path)?),
@@ -183,6 +207,17 @@ pub async fn serve(
     let (to_engine, inputs) = unbounded_channel();
     let sessions = Sessions::new(config.resume_grace, config.resume_buffer);
     let engine_task = tokio::spawn(run_engine(engine, sessions, inputs, audit));
+    let (publish, published) = watch::channel(revocations.map(Arc::new));
+    let watcher = tokio::spawn(
+        watch_revocations(
+            endpoint.clone(),
+            config.clone(),
+            crl_bytes,
+            publish,
+            to_engine.clone(),
+        )
+        .in_current_span(),
+    );
     ready(address);
 
     let mut next_connection = 1u64;
@@ -197,12 +232,19 @@ pub async fn serve(
         next_connection += 1;
         let span = info_span!("connection", id = connection.0, remote = %incoming.remote_address());
         tokio::spawn(
-            serve_connection(incoming, connection, to_engine.clone(), config.max_frame)
-                .instrument(span),
+            serve_connection(
+                incoming,
+                connection,
+                to_engine.clone(),
+                published.clone(),
+                config.max_frame,
+            )
+            .instrument(span),
         );
     }
 
     info!("RTI shutting down");
+    watcher.abort();
     let (done, finished) = oneshot::channel();
     if to_engine.send(Input::Shutdown(done)).is_ok() {
         let _ = finished.await;
@@ -216,6 +258,109 @@ pub async fn serve(
     drop(to_engine);
     let _ = engine_task.await;
     Ok(())
+}
+
+/// The QUIC server configuration: TLS from [`tls::server_config_with`] and the idle timeout.
+fn quic_server_config(
+    config: &DaemonConfig,
+    revocations: Option<&Revocations>,
+) -> Result<quinn::ServerConfig, DaemonError> {
+    let mut server_config =
+        tls::server_config_with(&config.tls, config.allow_classical, revocations)?;
+    let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
+        .map_err(|_| DaemonError::Config(format!("idle timeout {:?}", config.idle_timeout)))?;
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(idle));
+    transport.keep_alive_interval(Some(config.idle_timeout / 3));
+    server_config.transport_config(Arc::new(transport));
+    Ok(server_config)
+}
+
+/// The revocation list file's contents and what they revoke; `None` for both when no list is
+/// configured and none lies beside the CA.
+fn read_revocations(files: &TlsFiles) -> Result<(Option<Vec<u8>>, Option<Revocations>), TlsError> {
+    let path = files.crl_path();
+    match std::fs::read(&path) {
+        Ok(pem) => {
+            let revocations = Revocations::from_pem(files, &pem)?;
+            Ok((Some(pem), Some(revocations)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !files.crl_required() => Ok((None, None)),
+        Err(source) => Err(TlsError::Io { path, source }),
+    }
+}
+
+/// Reads the revocation list every [`REVOCATION_POLL`]; when its contents change, gives the
+/// endpoint a server configuration that checks the new list and publishes the list to the
+/// open connections. An unusable list is logged and the one in force kept.
+async fn watch_revocations(
+    endpoint: quinn::Endpoint,
+    config: DaemonConfig,
+    mut loaded: Option<Vec<u8>>,
+    publish: watch::Sender<Published>,
+    to_engine: UnboundedSender<Input>,
+) {
+    let path = config.tls.crl_path();
+    let mut poll = tokio::time::interval(REVOCATION_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.tick().await; // the first tick is immediate
+    loop {
+        poll.tick().await;
+        // The file is small: comparing its bytes catches every change, however close in time.
+        let now = match std::fs::read(&path) {
+            Ok(pem) => Some(pem),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => {
+                debug!(%error, crl = %path.display(), "revocation list unreadable for now");
+                continue;
+            }
+        };
+        if now == loaded {
+            continue;
+        }
+        let Some(pem) = now else {
+            warn!(crl = %path.display(), "revocation list removed; keeping the one in force");
+            loaded = None;
+            continue;
+        };
+        loaded = Some(pem.clone());
+        let revocations = match Revocations::from_pem(&config.tls, &pem) {
+            Ok(revocations) => revocations,
+            Err(error) => {
+                warn!(%error, "revocation list not reloaded; keeping the one in force");
+                continue;
+            }
+        };
+        let server_config = match quic_server_config(&config, Some(&revocations)) {
+            Ok(server_config) => server_config,
+            Err(error) => {
+                warn!(%error, "revocation list not reloaded; keeping the one in force");
+                continue;
+            }
+        };
+        if let Err(error) = revocations.check_own(&config.tls) {
+            warn!(
+                %error,
+                "the daemon's own certificate is revoked; federates that check the list will \
+                 refuse it"
+            );
+        }
+        endpoint.set_server_config(Some(server_config));
+        info!(
+            crl = %path.display(),
+            revoked = revocations.len(),
+            "certificate revocation list reloaded"
+        );
+        let _ = to_engine.send(Input::Audit(daemon_event(
+            AuditKind::RevocationsReloaded,
+            format!(
+                "{}: {} certificate(s) revoked",
+                path.display(),
+                revocations.len()
+            ),
+        )));
+        publish.send_replace(Some(Arc::new(revocations)));
+    }
 }
 
 /// How often the engine's timers and the sessions' grace periods are checked: stalls are
@@ -669,16 +814,23 @@ async fn serve_connection(
     incoming: quinn::Incoming,
     id: ConnectionId,
     to_engine: UnboundedSender<Input>,
+    mut revocations: watch::Receiver<Published>,
     max_frame: usize,
 ) {
     let remote = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
         Err(error) => {
-            warn!(%error, "handshake refused");
+            let detail = if tls::is_revocation(&error) {
+                warn!(%error, "handshake refused: the client's certificate is revoked");
+                format!("{remote}: certificate revoked: {error}")
+            } else {
+                warn!(%error, "handshake refused");
+                format!("{remote}: {error}")
+            };
             let _ = to_engine.send(Input::Audit(daemon_event(
                 AuditKind::ConnectionRefused,
-                format!("{remote}: {error}"),
+                detail,
             )));
             return;
         }
@@ -700,6 +852,30 @@ async fn serve_connection(
     };
     let key_exchange = tls::negotiated_group(&connection);
     info!(identity = %identity.name, key_exchange = key_exchange.as_deref().unwrap_or("unknown"), "connected");
+    // Without a serial the connection cannot be matched against later lists (it passed the
+    // handshake's check, so this is a certificate x509-parser cannot read).
+    let serial = match tls::peer_serial(&connection) {
+        Ok(serial) => Some(serial),
+        Err(error) => {
+            warn!(
+                %error,
+                "no serial number in the peer certificate; a later revocation will not close \
+                 this connection"
+            );
+            None
+        }
+    };
+    let peer_name = identity.name.clone();
+    let mut watching = serial.is_some();
+    // A list published while this handshake ran on the previous configuration.
+    if let Some(serial) = &serial
+        && revocations
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|list| list.contains(serial))
+    {
+        close_revoked(&connection, &peer_name, &to_engine);
+    }
 
     let (send, mut recv) = match connection.accept_bi().await {
         Ok(streams) => streams,
@@ -730,7 +906,23 @@ async fn serve_connection(
     let mut buffer = vec![0u8; 64 * 1024];
     let mut lost = false;
     let outcome = loop {
-        match recv.read(&mut buffer).await {
+        let read = tokio::select! {
+            read = recv.read(&mut buffer) => read,
+            changed = revocations.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false; // the daemon is stopping
+                } else if let Some(serial) = &serial
+                    && revocations
+                        .borrow_and_update()
+                        .as_ref()
+                        .is_some_and(|list| list.contains(serial))
+                {
+                    close_revoked(&connection, &peer_name, &to_engine);
+                }
+                continue;
+            }
+        };
+        match read {
             Ok(Some(n)) => {
                 reader.extend(&buffer[..n]);
                 match forward_frames(&mut reader, id, &to_engine) {
@@ -764,6 +956,26 @@ async fn serve_connection(
         connection: id,
         lost,
     });
+}
+
+/// Closes a connection whose certificate a newly loaded list revokes, and records it. The
+/// session ends with the connection (a local close is no partition), so the loss policy
+/// applies to the federate at once.
+fn close_revoked(
+    connection: &quinn::Connection,
+    identity: &str,
+    to_engine: &UnboundedSender<Input>,
+) {
+    warn!(identity, "certificate revoked; closing its connection");
+    connection.close(
+        VarInt::from_u32(close_code::REVOKED),
+        b"certificate revoked: ask the federation's administrator for a new one",
+    );
+    let _ = to_engine.send(Input::Audit(session_event(
+        AuditKind::CertificateRevoked,
+        identity,
+        format!("{}: open connection closed", connection.remote_address()),
+    )));
 }
 
 /// Best-effort messages arrive as datagrams, one message each. They carry no response, so a

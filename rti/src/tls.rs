@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `ca.pem`, `ca.key` | the federation CA, made once by [`init_ca`] |
 //! | `<name>.pem`, `<name>.key` | an identity issued by [`issue`]: a federate, an admin, the RTI |
+//! | `crl.pem` | the revocation list signed by the CA: empty from [`init_ca`], grown by [`revoke`] |
 //!
 //! Key files are written with mode 0600 on unix. A certificate's subject common name (CN) is the
 //! identity's name and its organizational unit (OU) the [`Role`]; [`identity_from_certificate`]
@@ -22,6 +23,20 @@
 //! The post-quantum hybrid group X25519MLKEM768 is offered first; the classical X25519 and
 //! secp256r1 only when `allow_classical` is set.
 //!
+//! # Revocation
+//!
+//! When the endpoint's [`TlsFiles`] name a CRL, or `crl.pem` lies beside `ca.pem`, both sides
+//! refuse a peer whose certificate it lists: the handshake fails with the TLS alert
+//! `certificate_revoked`. The file is checked when it is loaded ([`Revocations::load`]): each
+//! list must be signed by a CA in `ca.pem`. Two choices keep a federation running on a stale
+//! or partial file rather than locking everyone out:
+//!
+//! - an expired list (its next update in the past) is still used, with a warning: the file is
+//!   local, written by `fedtwin certs revoke`, and only ever grows, so an old list is never
+//!   less strict than it was; refusing everyone would turn a forgotten refresh into an outage;
+//! - a certificate of a CA that has no list in the file (during a CA rotation, say) is
+//!   accepted as it was before CRLs existed, instead of being refused as "status unknown".
+//!
 //! # Negotiated group
 //!
 //! quinn 0.11 keeps the negotiated group behind a private test feature of `quinn-proto`, and its
@@ -33,7 +48,7 @@
 //! derives one exporter value under a private label at once and drops the secret.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -45,8 +60,9 @@ use aws_lc_rs::{digest, hkdf};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rcgen::string::Ia5String;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::client::Resumption;
 use rustls::client::WebPkiServerVerifier;
@@ -57,9 +73,9 @@ use rustls::crypto::{
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{KeyLog, NamedGroup, RootCertStore};
 use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, DnsName, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// The ALPN protocol identifier both ends require.
 pub const ALPN: &[u8] = b"fedtwin/1";
@@ -111,7 +127,8 @@ impl FromStr for Role {
     }
 }
 
-/// PEM files of one endpoint: its certificate chain, its private key, and the CA to trust.
+/// PEM files of one endpoint: its certificate chain, its private key, the CA to trust and the
+/// certificates to refuse although the CA signed them.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     /// The endpoint's certificate chain, end-entity certificate first.
@@ -120,16 +137,274 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// The federation CA certificate: the only trust anchor.
     pub ca: PathBuf,
+    /// Certificate revocation lists (PEM) to check the peer's certificate against; a file named
+    /// here must exist. `None`: [`CRL_FILE`] beside `ca` if that file exists, else no check.
+    pub crl: Option<PathBuf>,
 }
 
 impl TlsFiles {
-    /// `<dir>/<name>.pem`, `<dir>/<name>.key`, `<dir>/ca.pem`.
+    /// `<dir>/<name>.pem`, `<dir>/<name>.key`, `<dir>/ca.pem`; `<dir>/crl.pem` is checked when
+    /// it exists (`crl` is `None`).
     pub fn in_dir(dir: &Path, name: &str) -> Self {
         Self {
             cert: dir.join(format!("{name}.pem")),
             key: dir.join(format!("{name}.key")),
             ca: dir.join(CA_CERT_FILE),
+            crl: None,
         }
+    }
+
+    /// The revocation list file these files check: [`TlsFiles::crl`], or [`CRL_FILE`] in the
+    /// folder of `ca`. Whether it must exist is [`TlsFiles::crl_required`].
+    pub fn crl_path(&self) -> PathBuf {
+        match &self.crl {
+            Some(path) => path.clone(),
+            None => self.ca.with_file_name(CRL_FILE),
+        }
+    }
+
+    /// Whether [`TlsFiles::crl_path`] was named explicitly, so that its absence is an error.
+    pub fn crl_required(&self) -> bool {
+        self.crl.is_some()
+    }
+}
+
+/// Why a certificate is revoked (RFC 5280, section 5.3.1), as far as it applies to the
+/// certificate of a federate, an admin or the daemon.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RevocationReason {
+    /// No reason given.
+    #[default]
+    Unspecified,
+    /// The private key is known or suspected to be in the wrong hands.
+    KeyCompromise,
+    /// The holder's name or affiliation changed.
+    AffiliationChanged,
+    /// A new certificate replaces this one.
+    Superseded,
+    /// The holder no longer takes part.
+    CessationOfOperation,
+    /// The holder may no longer do what the certificate allowed.
+    PrivilegeWithdrawn,
+}
+
+impl RevocationReason {
+    /// Every reason, in the order of RFC 5280.
+    pub const ALL: [RevocationReason; 6] = [
+        RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise,
+        RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation,
+        RevocationReason::PrivilegeWithdrawn,
+    ];
+
+    /// The reason in kebab case, as the command line takes it: `key-compromise`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "unspecified",
+            RevocationReason::KeyCompromise => "key-compromise",
+            RevocationReason::AffiliationChanged => "affiliation-changed",
+            RevocationReason::Superseded => "superseded",
+            RevocationReason::CessationOfOperation => "cessation-of-operation",
+            RevocationReason::PrivilegeWithdrawn => "privilege-withdrawn",
+        }
+    }
+
+    fn to_rcgen(self) -> rcgen::RevocationReason {
+        match self {
+            RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+            RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+            RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+            RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+            RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+            RevocationReason::PrivilegeWithdrawn => rcgen::RevocationReason::PrivilegeWithdrawn,
+        }
+    }
+}
+
+impl fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RevocationReason {
+    type Err = TlsError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == s)
+            .ok_or_else(|| TlsError::UnknownRevocationReason(s.to_owned()))
+    }
+}
+
+/// What [`revoke`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Revoked {
+    /// The revoked certificate's serial number, as colon-separated hex bytes.
+    pub serial: String,
+    /// The number of the list written, or of the list kept when `already` is true.
+    pub crl_number: u64,
+    /// How many certificates the list revokes now.
+    pub revoked: usize,
+    /// The certificate was revoked already; the list was left as it was.
+    pub already: bool,
+}
+
+/// The certificate revocation lists of an endpoint, read and checked against its CA.
+#[derive(Debug, Clone)]
+pub struct Revocations {
+    path: PathBuf,
+    lists: Vec<CertificateRevocationListDer<'static>>,
+    /// Serial numbers (big-endian, without leading zero bytes) of every listed certificate.
+    serials: BTreeSet<Vec<u8>>,
+}
+
+impl Revocations {
+    /// Reads [`TlsFiles::crl_path`]: `None` when no list is named and none lies beside the CA.
+    ///
+    /// Every list in the file must parse and carry the signature of a CA in `files.ca`. A list
+    /// past its next update is used all the same, with a warning (see the module
+    /// documentation).
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::Io`] if a named file is missing or any file unreadable; [`TlsError::Crl`],
+    /// naming the file, if it holds no list, a malformed one or one the CA did not sign.
+    pub fn load(files: &TlsFiles) -> Result<Option<Self>, TlsError> {
+        let path = files.crl_path();
+        let pem = match fs::read(&path) {
+            Ok(pem) => pem,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !files.crl_required() => {
+                return Ok(None);
+            }
+            Err(source) => return Err(TlsError::Io { path, source }),
+        };
+        Self::parse(path, &pem, &files.ca).map(Some)
+    }
+
+    /// Parses and checks `pem`, the contents of [`TlsFiles::crl_path`] read by the caller, as
+    /// [`Revocations::load`] does: for a caller that also needs the bytes, to notice changes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Revocations::load`].
+    pub fn from_pem(files: &TlsFiles, pem: &[u8]) -> Result<Self, TlsError> {
+        Self::parse(files.crl_path(), pem, &files.ca)
+    }
+
+    fn parse(path: PathBuf, pem: &[u8], ca: &Path) -> Result<Self, TlsError> {
+        let invalid = |reason: String| TlsError::Crl {
+            path: path.clone(),
+            reason,
+        };
+        let lists = CertificateRevocationListDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("not valid PEM: {e}")))?;
+        if lists.is_empty() {
+            return Err(invalid(
+                "no `-----BEGIN X509 CRL-----` section in it".to_owned(),
+            ));
+        }
+        let ca_ders = load_chain(ca)?;
+        let cas = ca_ders
+            .iter()
+            .map(|der| {
+                x509_parser::parse_x509_certificate(der.as_ref())
+                    .map(|(_, cert)| cert)
+                    .map_err(|e| {
+                        TlsError::Certificate(format!("cannot parse `{}`: {e}", ca.display()))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let now = OffsetDateTime::now_utc();
+        let mut serials = BTreeSet::new();
+        for der in &lists {
+            let (_, list) = x509_parser::parse_x509_crl(der.as_ref())
+                .map_err(|e| invalid(format!("cannot parse it: {e}")))?;
+            let issuer = cas
+                .iter()
+                .find(|cert| cert.subject().as_raw() == list.issuer().as_raw())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "it was issued by `{}`, which is not a CA in `{}`",
+                        list.issuer(),
+                        ca.display()
+                    ))
+                })?;
+            list.verify_signature(issuer.public_key()).map_err(|e| {
+                invalid(format!(
+                    "its signature does not verify with the CA in `{}`: {e}",
+                    ca.display()
+                ))
+            })?;
+            if let Some(next_update) = list.next_update()
+                && next_update.to_datetime() < now
+            {
+                warn!(
+                    crl = %path.display(),
+                    %next_update,
+                    "certificate revocation list past its next update; still used (`fedtwin \
+                     certs revoke` writes lists valid until the CA expires)"
+                );
+            }
+            serials.extend(
+                list.iter_revoked_certificates()
+                    .map(|entry| unsigned(entry.raw_serial()).to_vec()),
+            );
+        }
+        Ok(Self {
+            path,
+            lists,
+            serials,
+        })
+    }
+
+    /// The file the lists were read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many certificates the lists revoke.
+    pub fn len(&self) -> usize {
+        self.serials.len()
+    }
+
+    /// Whether the lists revoke no certificate.
+    pub fn is_empty(&self) -> bool {
+        self.serials.is_empty()
+    }
+
+    /// Whether the certificate with this serial number (as [`certificate_serial`] returns it)
+    /// is revoked.
+    pub fn contains(&self, serial: &[u8]) -> bool {
+        self.serials.contains(unsigned(serial))
+    }
+
+    /// Refuses an endpoint whose own certificate (the first in `files.cert`) is revoked: its
+    /// peers would refuse it.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::OwnCertificateRevoked`]; as [`certificate_serial`] if the certificate cannot
+    /// be read.
+    pub fn check_own(&self, files: &TlsFiles) -> Result<(), TlsError> {
+        let chain = load_chain(&files.cert)?;
+        let Some(own) = chain.first() else {
+            return Ok(());
+        };
+        if self.contains(&certificate_serial(own.as_ref())?) {
+            return Err(TlsError::OwnCertificateRevoked {
+                cert: files.cert.clone(),
+                crl: self.path.clone(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -187,19 +462,59 @@ pub enum TlsError {
          `federate`"
     )]
     UnknownRole(String),
+    /// A certificate revocation list cannot be used.
+    #[error("`{path}` is not a usable certificate revocation list: {reason}")]
+    Crl {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// [`revoke`] found no certificate of that name in the folder.
+    #[error(
+        "no certificate `{name}` in `{dir}` (no `{name}.pem` there): give the name it was issued \
+         under, as `fedtwin certs issue --name` did"
+    )]
+    UnknownIdentity {
+        /// The certificate folder.
+        dir: PathBuf,
+        /// The name asked for.
+        name: String,
+    },
+    /// An endpoint's own certificate is listed in its revocation list.
+    #[error(
+        "the certificate `{cert}` is revoked by `{crl}`: issue a new one with `fedtwin certs \
+         issue` (peers refuse a revoked certificate)"
+    )]
+    OwnCertificateRevoked {
+        /// The endpoint's certificate.
+        cert: PathBuf,
+        /// The list that revokes it.
+        crl: PathBuf,
+    },
+    /// A revocation reason the command line does not know.
+    #[error(
+        "unknown revocation reason `{0}`: expected unspecified, key-compromise, \
+         affiliation-changed, superseded, cessation-of-operation or privilege-withdrawn"
+    )]
+    UnknownRevocationReason(String),
 }
 
 /// File name of the CA certificate inside a certificate directory.
 const CA_CERT_FILE: &str = "ca.pem";
 /// File name of the CA private key inside a certificate directory.
 const CA_KEY_FILE: &str = "ca.key";
+/// File name of the certificate revocation list inside a certificate directory.
+pub const CRL_FILE: &str = "crl.pem";
 /// Organization of every certificate the federation CA makes.
 const ORGANIZATION: &str = "fedtwin";
 /// Longest name accepted by [`issue`].
 const MAX_NAME_LEN: usize = 64;
 
 /// Creates a federation CA in `dir` (creating the directory): a self-signed certificate that may
-/// sign end-entity certificates, valid from an hour ago for `validity_days`.
+/// sign end-entity certificates, valid from an hour ago for `validity_days`, and an empty
+/// revocation list `crl.pem` (replacing one left by an earlier CA), so that a daemon started on
+/// the folder watches a list from the start.
 ///
 /// # Errors
 ///
@@ -222,6 +537,7 @@ pub fn init_ca(dir: &Path, validity_days: u32) -> Result<(), TlsError> {
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.not_before = not_before;
     params.not_after = not_after;
+    params.serial_number = Some(random_serial()?);
     let key = KeyPair::generate().map_err(certificate_error("cannot generate the CA key"))?;
     let cert = params
         .self_signed(&key)
@@ -237,6 +553,12 @@ pub fn init_ca(dir: &Path, validity_days: u32) -> Result<(), TlsError> {
         },
     )?;
     if let Err(error) = write_new(&cert_path, cert.pem().as_bytes()) {
+        let _ = fs::remove_file(&key_path);
+        return Err(error);
+    }
+    let issuer = Issuer::new(ca_params(&common_name), key);
+    if let Err(error) = write_crl(dir, &issuer, not_after, 1, Vec::new()) {
+        let _ = fs::remove_file(&cert_path);
         let _ = fs::remove_file(&key_path);
         return Err(error);
     }
@@ -292,6 +614,8 @@ pub fn issue(
     params.use_authority_key_identifier_extension = true;
     params.not_before = not_before;
     params.not_after = not_after;
+    // Revocation names a certificate by its serial: random, so that no two issues share one.
+    params.serial_number = Some(random_serial()?);
 
     let key = KeyPair::generate().map_err(certificate_error("cannot generate a key"))?;
     let context = format!("cannot sign `{name}` with the CA in `{}`", dir.display());
@@ -320,27 +644,150 @@ pub fn issue_for_days(
     issue(dir, name, role, not_before, not_after)
 }
 
+/// Revokes the certificate issued to `name` in `dir` (its serial number is read from
+/// `<name>.pem`) and writes `crl.pem` again, signed by the folder's CA: the earlier revocations
+/// kept, the list's number one higher, valid until the CA expires. The file is replaced in one
+/// rename, so that a daemon that watches it never reads half of it.
+///
+/// Revoking a certificate that the list holds already changes nothing. Concurrent revocations
+/// in one folder may lose one another: run them one at a time.
+///
+/// # Errors
+///
+/// [`TlsError::InvalidName`]; [`TlsError::NoCa`] without a CA; [`TlsError::UnknownIdentity`]
+/// if `<name>.pem` does not exist; [`TlsError::Certificate`] if it was not issued by this CA;
+/// [`TlsError::Crl`] if the existing `crl.pem` cannot be read back (it is then left alone);
+/// [`TlsError::Io`] if files cannot be read or written.
+pub fn revoke(dir: &Path, name: &str, reason: RevocationReason) -> Result<Revoked, TlsError> {
+    check_name(name)?;
+    let (ca_common_name, ca_key) = load_ca(dir)?;
+    let ca_path = dir.join(CA_CERT_FILE);
+    let ca_der = load_chain(&ca_path)?.swap_remove(0);
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der.as_ref())
+        .map_err(|e| TlsError::Certificate(format!("cannot parse `{}`: {e}", ca_path.display())))?;
+
+    // The certificate to revoke, which this CA must have issued.
+    let cert_path = dir.join(format!("{name}.pem"));
+    let cert_der = match load_chain(&cert_path) {
+        Ok(mut chain) => chain.swap_remove(0),
+        Err(TlsError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Err(TlsError::UnknownIdentity {
+                dir: dir.to_path_buf(),
+                name: name.to_owned(),
+            });
+        }
+        Err(other) => return Err(other),
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der.as_ref()).map_err(|e| {
+        TlsError::Certificate(format!("cannot parse `{}`: {e}", cert_path.display()))
+    })?;
+    if cert.issuer().as_raw() != ca.subject().as_raw() {
+        return Err(TlsError::Certificate(format!(
+            "`{}` was issued by `{}`, not by the CA in `{}`: this folder cannot revoke it",
+            cert_path.display(),
+            cert.issuer(),
+            ca_path.display()
+        )));
+    }
+    let serial = unsigned(cert.raw_serial()).to_vec();
+
+    // What the list holds now (a folder made before lists existed has none yet).
+    let crl_path = dir.join(CRL_FILE);
+    let (number, mut entries) = match fs::read(&crl_path) {
+        Ok(pem) => read_crl(crl_path.clone(), &pem, &ca_path, ca.subject().as_raw())?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (0, Vec::new()),
+        Err(source) => {
+            return Err(TlsError::Io {
+                path: crl_path,
+                source,
+            });
+        }
+    };
+    let serial_text = SerialNumber::from_slice(&serial).to_string();
+    if entries
+        .iter()
+        .any(|entry| unsigned(entry.serial_number.as_ref()) == serial.as_slice())
+    {
+        return Ok(Revoked {
+            serial: serial_text,
+            crl_number: number,
+            revoked: entries.len(),
+            already: true,
+        });
+    }
+    entries.push(RevokedCertParams {
+        serial_number: SerialNumber::from_slice(&serial),
+        revocation_time: OffsetDateTime::now_utc(),
+        reason_code: Some(reason.to_rcgen()),
+        invalidity_date: None,
+    });
+    let number = number.checked_add(1).ok_or_else(|| TlsError::Crl {
+        path: crl_path.clone(),
+        reason: "its number cannot grow any more".to_owned(),
+    })?;
+    let revoked = entries.len();
+    let ca_not_after = ca.validity().not_after.to_datetime();
+    let issuer = Issuer::new(ca_params(&ca_common_name), ca_key);
+    write_crl(dir, &issuer, ca_not_after, number, entries)?;
+    debug!(
+        dir = %dir.display(),
+        name,
+        serial = %serial_text,
+        %reason,
+        number,
+        "revoked certificate"
+    );
+    Ok(Revoked {
+        serial: serial_text,
+        crl_number: number,
+        revoked,
+        already: false,
+    })
+}
+
 /// Server side: requires a client certificate signed by the CA (mutual TLS), TLS 1.3 only, ALPN
 /// [`ALPN`], and key exchange group X25519MLKEM768, then X25519 and secp256r1 only when
-/// `allow_classical` is true. Missing, wrong-CA and expired client certificates are refused
-/// during the handshake.
+/// `allow_classical` is true. Missing, wrong-CA, expired and revoked client certificates are
+/// refused during the handshake; the revocation lists are read by [`Revocations::load`].
 ///
 /// # Errors
 ///
 /// [`TlsError::Io`], [`TlsError::NoPem`] if a file is missing or holds no PEM of its kind;
-/// [`TlsError::Config`] if the certificate and key do not match or rustls refuses the settings.
+/// [`TlsError::Crl`] for an unusable revocation list; [`TlsError::Config`] if the certificate
+/// and key do not match or rustls refuses the settings.
 pub fn server_config(
     files: &TlsFiles,
     allow_classical: bool,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let revocations = Revocations::load(files)?;
+    server_config_with(files, allow_classical, revocations.as_ref())
+}
+
+/// [`server_config`] with revocation lists read already (or none), e.g. by a daemon that
+/// reloads them and needs to know what it loaded.
+///
+/// # Errors
+///
+/// As [`server_config`].
+pub fn server_config_with(
+    files: &TlsFiles,
+    allow_classical: bool,
+    revocations: Option<&Revocations>,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let provider = Arc::new(provider(allow_classical));
     let roots = Arc::new(load_roots(&files.ca)?);
     let chain = load_chain(&files.cert)?;
     let key = load_key(&files.key)?;
 
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+    if let Some(revocations) = revocations {
+        builder = builder
+            .with_crls(revocations.lists.iter().cloned())
+            .allow_unknown_revocation_status();
+    }
+    let verifier = builder
         .build()
-        .map_err(|e| TlsError::Config(format!("cannot trust `{}`: {e}", files.ca.display())))?;
+        .map_err(verifier_error(files, revocations))?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(format!("TLS 1.3 unavailable: {e}")))?
@@ -358,8 +805,9 @@ pub fn server_config(
     Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
 }
 
-/// Client side: presents the certificate in `files`, trusts only the CA in `files.ca`, with the
-/// same protocol, ALPN and key exchange policy as [`server_config`].
+/// Client side: presents the certificate in `files`, trusts only the CA in `files.ca` and refuses
+/// a server certificate that its revocation lists revoke, with the same protocol, ALPN and key
+/// exchange policy as [`server_config`].
 ///
 /// # Errors
 ///
@@ -372,10 +820,17 @@ pub fn client_config(
     let roots = Arc::new(load_roots(&files.ca)?);
     let chain = load_chain(&files.cert)?;
     let key = load_key(&files.key)?;
+    let revocations = Revocations::load(files)?;
 
-    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+    let mut builder = WebPkiServerVerifier::builder_with_provider(roots, provider.clone());
+    if let Some(revocations) = &revocations {
+        builder = builder
+            .with_crls(revocations.lists.iter().cloned())
+            .allow_unknown_revocation_status();
+    }
+    let verifier = builder
         .build()
-        .map_err(|e| TlsError::Config(format!("cannot trust `{}`: {e}", files.ca.display())))?;
+        .map_err(verifier_error(files, revocations.as_ref()))?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(format!("TLS 1.3 unavailable: {e}")))?
@@ -429,12 +884,48 @@ pub fn identity_from_certificate(der: &[u8]) -> Result<Identity, TlsError> {
 /// [`TlsError::NoPeerCertificate`] if the peer presented none (or the connection does not use
 /// rustls); otherwise as [`identity_from_certificate`].
 pub fn peer_identity(connection: &quinn::Connection) -> Result<Identity, TlsError> {
+    identity_from_certificate(peer_certificate(connection)?.as_ref())
+}
+
+/// The serial number of a quinn connection's peer certificate, for [`Revocations::contains`].
+///
+/// # Errors
+///
+/// As [`peer_identity`].
+pub fn peer_serial(connection: &quinn::Connection) -> Result<Vec<u8>, TlsError> {
+    certificate_serial(peer_certificate(connection)?.as_ref())
+}
+
+/// The serial number of a certificate (DER): big-endian, without leading zero bytes.
+///
+/// # Errors
+///
+/// [`TlsError::Certificate`] if the DER does not parse.
+pub fn certificate_serial(der: &[u8]) -> Result<Vec<u8>, TlsError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| TlsError::Certificate(format!("cannot parse the certificate: {e}")))?;
+    Ok(unsigned(cert.raw_serial()).to_vec())
+}
+
+fn peer_certificate(connection: &quinn::Connection) -> Result<CertificateDer<'static>, TlsError> {
     let chain = connection
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .ok_or(TlsError::NoPeerCertificate)?;
-    let end_entity = chain.first().ok_or(TlsError::NoPeerCertificate)?;
-    identity_from_certificate(end_entity.as_ref())
+    chain.first().cloned().ok_or(TlsError::NoPeerCertificate)
+}
+
+/// Whether a connection failed in its handshake because a certificate is revoked: the local
+/// end refused the peer's (the TLS alert it sent), or the peer refused this end's (the alert
+/// it received).
+pub fn is_revocation(error: &quinn::ConnectionError) -> bool {
+    let revoked =
+        quinn::TransportErrorCode::crypto(u8::from(rustls::AlertDescription::CertificateRevoked));
+    match error {
+        quinn::ConnectionError::TransportError(error) => error.code == revoked,
+        quinn::ConnectionError::ConnectionClosed(close) => close.error_code == revoked,
+        _ => false,
+    }
 }
 
 /// The key exchange group a quinn connection negotiated, e.g. `"X25519MLKEM768"`.
@@ -562,6 +1053,125 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(&pem).map_err(pem_error(path, "private key"))
 }
 
+/// Reads the list in `crl.pem` back for [`revoke`]: its number and entries.
+fn read_crl(
+    path: PathBuf,
+    pem: &[u8],
+    ca_path: &Path,
+    ca_subject: &[u8],
+) -> Result<(u64, Vec<RevokedCertParams>), TlsError> {
+    let checked = Revocations::parse(path.clone(), pem, ca_path)?;
+    let invalid = |reason: String| TlsError::Crl {
+        path: path.clone(),
+        reason,
+    };
+    let mut number = 0u64;
+    let mut entries = Vec::new();
+    for der in &checked.lists {
+        let (_, list) = x509_parser::parse_x509_crl(der.as_ref())
+            .map_err(|e| invalid(format!("cannot parse it: {e}")))?;
+        // Rewriting the file would drop another CA's list: keep that in a file of its own.
+        if list.issuer().as_raw() != ca_subject {
+            return Err(invalid(format!(
+                "it also holds the list of `{}`; `fedtwin certs revoke` writes only this folder's \
+                 CA's list: move the other one to a file of its own",
+                list.issuer()
+            )));
+        }
+        if let Some(found) = list.crl_number() {
+            let found = u64::try_from(found)
+                .map_err(|_| invalid(format!("its number {found} is too large")))?;
+            number = number.max(found);
+        }
+        for entry in list.iter_revoked_certificates() {
+            let reason_code = entry
+                .reason_code()
+                .and_then(|(_, code)| rcgen_reason(code.0));
+            let invalidity_date = entry.invalidity_date().map(|(_, date)| date.to_datetime());
+            entries.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(unsigned(entry.raw_serial())),
+                revocation_time: entry.revocation_date.to_datetime(),
+                reason_code,
+                invalidity_date,
+            });
+        }
+    }
+    Ok((number, entries))
+}
+
+/// Signs a revocation list with `issuer` and replaces `crl.pem` with it, in one rename. It
+/// claims validity until `ca_not_after`, or a day when the CA is about to expire: the list is
+/// the federation's only source of revocations, written again on every change, so a short next
+/// update would only make well-behaved checkers call it stale.
+fn write_crl(
+    dir: &Path,
+    issuer: &Issuer<'_, KeyPair>,
+    ca_not_after: OffsetDateTime,
+    number: u64,
+    revoked_certs: Vec<RevokedCertParams>,
+) -> Result<(), TlsError> {
+    let now = OffsetDateTime::now_utc();
+    let params = CertificateRevocationListParams {
+        this_update: now,
+        next_update: ca_not_after.max(now + Duration::days(1)),
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let list = params
+        .signed_by(issuer)
+        .map_err(certificate_error("cannot sign the revocation list"))?;
+    let pem = list
+        .pem()
+        .map_err(certificate_error("cannot encode the revocation list"))?;
+
+    let path = dir.join(CRL_FILE);
+    let temporary = dir.join(format!(".{CRL_FILE}.{}.tmp", std::process::id()));
+    let written = fs::write(&temporary, pem.as_bytes())
+        .and_then(|()| fs::File::open(&temporary)?.sync_all())
+        .and_then(|()| fs::rename(&temporary, &path));
+    if let Err(source) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(TlsError::Io { path, source });
+    }
+    Ok(())
+}
+
+/// The RFC 5280 reason with this code, if rcgen can write it.
+fn rcgen_reason(code: u8) -> Option<rcgen::RevocationReason> {
+    use rcgen::RevocationReason as R;
+    Some(match code {
+        0 => R::Unspecified,
+        1 => R::KeyCompromise,
+        2 => R::CaCompromise,
+        3 => R::AffiliationChanged,
+        4 => R::Superseded,
+        5 => R::CessationOfOperation,
+        6 => R::CertificateHold,
+        8 => R::RemoveFromCrl,
+        9 => R::PrivilegeWithdrawn,
+        10 => R::AaCompromise,
+        _ => return None,
+    })
+}
+
+/// 16 random bytes as a positive serial number (the top bit clear, so DER needs no sign byte).
+fn random_serial() -> Result<SerialNumber, TlsError> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| TlsError::Certificate("no randomness for a serial number".to_owned()))?;
+    bytes[0] &= 0x7f;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// A DER integer's content bytes without leading zero bytes: the same serial number whether or
+/// not its encoding needed a sign byte.
+fn unsigned(bytes: &[u8]) -> &[u8] {
+    let zeros = bytes.iter().take_while(|b| **b == 0).count();
+    &bytes[zeros..]
+}
+
 /// Refuses names that are not plain, portable file names, and the CA's own name.
 fn check_name(name: &str) -> Result<(), TlsError> {
     let first_ok = name
@@ -664,6 +1274,21 @@ fn pem_error<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(pem::Error) 
 
 fn certificate_error(context: &str) -> impl FnOnce(rcgen::Error) -> TlsError + '_ {
     move |error| TlsError::Certificate(format!("{context}: {error}"))
+}
+
+fn verifier_error<'a>(
+    files: &'a TlsFiles,
+    revocations: Option<&'a Revocations>,
+) -> impl FnOnce(rustls::client::VerifierBuilderError) -> TlsError + 'a {
+    move |error| match (error, revocations) {
+        (rustls::client::VerifierBuilderError::InvalidCrl(reason), Some(revocations)) => {
+            TlsError::Crl {
+                path: revocations.path.clone(),
+                reason: format!("{reason:?}"),
+            }
+        }
+        (other, _) => TlsError::Config(format!("cannot trust `{}`: {other}", files.ca.display())),
+    }
 }
 
 fn mismatch_error(files: &TlsFiles) -> impl FnOnce(rustls::Error) -> TlsError + '_ {
@@ -1387,6 +2012,214 @@ mod tests {
                 .map(|group| group.name()),
             Some(NamedGroup::X25519MLKEM768)
         );
+    }
+
+    fn serial_in(dir: &Path, name: &str) -> Vec<u8> {
+        let chain = load_chain(&TlsFiles::in_dir(dir, name).cert).unwrap();
+        certificate_serial(chain[0].as_ref()).unwrap()
+    }
+
+    #[test]
+    fn init_writes_an_empty_list_and_serials_are_random() {
+        let dir = federation("empty-list");
+        let files = TlsFiles::in_dir(&dir.0, RTI);
+        let revocations = Revocations::load(&files).unwrap().unwrap();
+        assert!(revocations.is_empty());
+        assert_eq!(revocations.path(), dir.0.join(CRL_FILE));
+
+        let before = serial_in(&dir.0, "plant-1");
+        issue_for_days(&dir.0, "plant-1", Role::Federate, 30).unwrap();
+        let after = serial_in(&dir.0, "plant-1");
+        assert_ne!(before, after);
+        assert!(after.len() >= 14, "{after:?}");
+    }
+
+    #[test]
+    fn revoke_keeps_earlier_entries_and_counts_up() {
+        let dir = federation("revoke");
+        issue_for_days(&dir.0, "plant-2", Role::Federate, 30).unwrap();
+        let first = revoke(&dir.0, "plant-1", RevocationReason::KeyCompromise).unwrap();
+        assert_eq!(
+            (first.crl_number, first.revoked, first.already),
+            (2, 1, false)
+        );
+        let second = revoke(&dir.0, "plant-2", RevocationReason::default()).unwrap();
+        assert_eq!((second.crl_number, second.revoked), (3, 2));
+        let again = revoke(&dir.0, "plant-1", RevocationReason::Superseded).unwrap();
+        assert_eq!(
+            (again.crl_number, again.revoked, again.already),
+            (3, 2, true)
+        );
+
+        let revocations = Revocations::load(&TlsFiles::in_dir(&dir.0, RTI))
+            .unwrap()
+            .unwrap();
+        assert_eq!(revocations.len(), 2);
+        assert!(revocations.contains(&serial_in(&dir.0, "plant-1")));
+        assert!(revocations.contains(&serial_in(&dir.0, "plant-2")));
+        assert!(!revocations.contains(&serial_in(&dir.0, RTI)));
+        // The reason of the first entry survived the rewrite.
+        let pem = fs::read(dir.0.join(CRL_FILE)).unwrap();
+        let der = CertificateRevocationListDer::from_pem_slice(&pem).unwrap();
+        let (_, list) = x509_parser::parse_x509_crl(der.as_ref()).unwrap();
+        let reasons: Vec<_> = list
+            .iter_revoked_certificates()
+            .map(|entry| entry.reason_code().map(|(_, code)| code.0))
+            .collect();
+        assert_eq!(reasons, vec![Some(1), None]);
+    }
+
+    #[test]
+    fn revoking_an_unknown_name_says_which_and_where() {
+        let dir = federation("revoke-unknown");
+        let error = revoke(&dir.0, "plant-9", RevocationReason::default()).unwrap_err();
+        assert!(
+            matches!(&error, TlsError::UnknownIdentity { name, .. } if name == "plant-9"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("plant-9.pem"), "{error}");
+        assert!(matches!(
+            revoke(&dir.0, "../x", RevocationReason::default()),
+            Err(TlsError::InvalidName(_))
+        ));
+        let other = federation("revoke-foreign");
+        fs::copy(other.0.join("plant-1.pem"), dir.0.join("stray.pem")).unwrap();
+        let error = revoke(&dir.0, "stray", RevocationReason::default()).unwrap_err();
+        assert!(error.to_string().contains("cannot revoke it"), "{error}");
+    }
+
+    #[test]
+    fn unusable_lists_are_errors_naming_the_file() {
+        let dir = federation("bad-list");
+        let files = TlsFiles::in_dir(&dir.0, RTI);
+        let crl = dir.0.join(CRL_FILE);
+
+        fs::write(&crl, "not a list").unwrap();
+        let error = server_config(&files, false).unwrap_err();
+        assert!(
+            matches!(&error, TlsError::Crl { path, .. } if *path == crl),
+            "{error}"
+        );
+        assert!(error.to_string().contains("crl.pem"), "{error}");
+
+        fs::write(
+            &crl,
+            "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+        )
+        .unwrap();
+        let error = client_config(&files, false).unwrap_err();
+        assert!(matches!(error, TlsError::Crl { .. }), "{error}");
+        // And revoking does not overwrite a list it cannot read back.
+        let error = revoke(&dir.0, "plant-1", RevocationReason::default()).unwrap_err();
+        assert!(matches!(error, TlsError::Crl { .. }), "{error}");
+        assert!(fs::read_to_string(&crl).unwrap().contains("AAAA"));
+
+        let other = federation("bad-list-other");
+        fs::copy(other.0.join(CRL_FILE), &crl).unwrap();
+        let error = server_config(&files, false).unwrap_err();
+        assert!(error.to_string().contains("not a CA in"), "{error}");
+
+        let named = TlsFiles {
+            crl: Some(dir.0.join("missing.pem")),
+            ..TlsFiles::in_dir(&other.0, RTI)
+        };
+        let error = server_config(&named, false).unwrap_err();
+        assert!(
+            matches!(&error, TlsError::Io { path, .. } if path.ends_with("missing.pem")),
+            "{error}"
+        );
+        fs::remove_file(other.0.join(CRL_FILE)).unwrap();
+        server_config(&TlsFiles::in_dir(&other.0, RTI), false).unwrap();
+    }
+
+    #[tokio::test]
+    async fn revoked_client_is_refused_and_others_still_connect() {
+        let dir = federation("revoked-client");
+        issue_for_days(&dir.0, "plant-2", Role::Federate, 30).unwrap();
+        revoke(&dir.0, "plant-1", RevocationReason::KeyCompromise).unwrap();
+        let files = TlsFiles::in_dir(&dir.0, RTI);
+        let revocations = Revocations::load(&files).unwrap().unwrap();
+        revocations.check_own(&files).unwrap();
+
+        let server = server_config(&files, false).unwrap();
+        let client = client_config(&TlsFiles::in_dir(&dir.0, "plant-1"), false).unwrap();
+        let seen = attempt(server, client).await;
+        let server_error = seen.0.clone().unwrap_err();
+        assert!(server_error.contains("Revoked"), "{server_error}");
+        assert_refused(seen, "revoked");
+
+        let server = server_config(&files, false).unwrap();
+        let client = client_config(&TlsFiles::in_dir(&dir.0, "plant-2"), false).unwrap();
+        let (server_seen, client_seen) = attempt(server, client).await;
+        assert_eq!(server_seen.unwrap().0.name, "plant-2");
+        client_seen.unwrap();
+    }
+
+    #[tokio::test]
+    async fn revoked_server_is_refused_by_a_client_with_the_list() {
+        let dir = federation("revoked-server");
+        revoke(&dir.0, RTI, RevocationReason::KeyCompromise).unwrap();
+        let files = TlsFiles::in_dir(&dir.0, RTI);
+        let error = Revocations::load(&files)
+            .unwrap()
+            .unwrap()
+            .check_own(&files)
+            .unwrap_err();
+        assert!(
+            matches!(error, TlsError::OwnCertificateRevoked { .. }),
+            "{error}"
+        );
+
+        let server = server_config(&files, false).unwrap();
+        let client = client_config(&TlsFiles::in_dir(&dir.0, "plant-1"), false).unwrap();
+        let (_, client_seen) = attempt(server, client).await;
+        let client_error = client_seen.unwrap_err();
+        assert!(
+            client_error.starts_with("connect:") && client_error.contains("Revoked"),
+            "{client_error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_list_past_its_next_update_still_revokes() {
+        let dir = federation("stale-list");
+        let (common_name, key) = load_ca(&dir.0).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let list = CertificateRevocationListParams {
+            this_update: now - Duration::days(2),
+            next_update: now - Duration::days(1),
+            crl_number: SerialNumber::from(7),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial_in(&dir.0, "plant-1")),
+                revocation_time: now - Duration::days(2),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&Issuer::new(ca_params(&common_name), key))
+        .unwrap();
+        fs::write(dir.0.join(CRL_FILE), list.pem().unwrap()).unwrap();
+
+        let server = server_config(&TlsFiles::in_dir(&dir.0, RTI), false).unwrap();
+        let client = client_config(&TlsFiles::in_dir(&dir.0, "plant-1"), false).unwrap();
+        assert_refused(attempt(server, client).await, "stale list");
+        // Revoking more continues from its number.
+        issue_for_days(&dir.0, "plant-2", Role::Federate, 30).unwrap();
+        let revoked = revoke(&dir.0, "plant-2", RevocationReason::default()).unwrap();
+        assert_eq!((revoked.crl_number, revoked.revoked), (8, 2));
+    }
+
+    #[test]
+    fn revocation_reasons_round_trip() {
+        for reason in RevocationReason::ALL {
+            assert_eq!(reason.as_str().parse::<RevocationReason>().unwrap(), reason);
+        }
+        assert!(matches!(
+            "ca-compromise".parse::<RevocationReason>(),
+            Err(TlsError::UnknownRevocationReason(_))
+        ));
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(config: &Path) -> Self {
+        Self::start_logging(config, Stdio::null())
+    }
+
+    /// Starts the daemon with its log (level `info`) going to `log`.
+    pub(crate) fn start_logging(config: &Path, log: impl Into<Stdio>) -> Self {
         let mut child = Command::new(BIN)
             .args([
                 "--log",
@@ -66,7 +71,7 @@ impl Daemon {
             ])
             .arg(config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("daemon starts");
         let stdout = child.stdout.take().unwrap();
