@@ -261,7 +261,10 @@ fn string_variables_round_trip_and_are_fixed_after_initialization() {
     instance.enter_initialization_mode().unwrap();
     assert_eq!(instance.get_string(&[LABEL]).unwrap(), ["counter"]);
     instance.set_string(&[LABEL], &["pompe n°2"]).unwrap();
-    assert_eq!(instance.get_string(&[LABEL, LABEL]).unwrap(), ["pompe n°2"; 2]);
+    assert_eq!(
+        instance.get_string(&[LABEL, LABEL]).unwrap(),
+        ["pompe n°2"; 2]
+    );
     assert_eq!(instance.get_integer(&[LABEL_LENGTH]).unwrap(), [9]);
     let err = instance.set_string(&[LABEL], &["a\0b"]).unwrap_err();
     assert!(matches!(err, FmiError::InvalidArgument { .. }), "{err}");
