@@ -205,44 +205,18 @@ impl ObjectModel {
     /// Both models should be valid ([`ObjectModel::validate`]); the result then is too.
     pub fn merge(&mut self, module: &ObjectModel) -> Vec<String> {
         let mut added = Vec::new();
-        for class in &module.object_classes {
-            let members = match self
-                .object_classes
-                .iter_mut()
-                .find(|c| c.name == class.name)
-            {
-                Some(existing) => &mut existing.attributes,
-                None => {
-                    added.push(class.name.clone());
-                    self.object_classes.push(ObjectClass {
-                        name: class.name.clone(),
-                        attributes: Vec::new(),
-                    });
-                    let last = self.object_classes.len() - 1;
-                    &mut self.object_classes[last].attributes
-                }
-            };
-            merge_members(&class.name, members, &class.attributes, &mut added);
-        }
-        for class in &module.interaction_classes {
-            let members = match self
-                .interaction_classes
-                .iter_mut()
-                .find(|c| c.name == class.name)
-            {
-                Some(existing) => &mut existing.parameters,
-                None => {
-                    added.push(class.name.clone());
-                    self.interaction_classes.push(InteractionClass {
-                        name: class.name.clone(),
-                        parameters: Vec::new(),
-                    });
-                    let last = self.interaction_classes.len() - 1;
-                    &mut self.interaction_classes[last].parameters
-                }
-            };
-            merge_members(&class.name, members, &class.parameters, &mut added);
-        }
+        merge_classes(
+            &mut self.object_classes,
+            &module.object_classes,
+            |c| (&c.name, &mut c.attributes),
+            &mut added,
+        );
+        merge_classes(
+            &mut self.interaction_classes,
+            &module.interaction_classes,
+            |c| (&c.name, &mut c.parameters),
+            &mut added,
+        );
         added
     }
 
@@ -354,6 +328,28 @@ impl ObjectModel {
         self.interaction_classes
             .get(class.0 as usize)
             .ok_or_else(|| ModelError::UnknownInteractionClass(class.to_string()))
+    }
+}
+
+/// Merges one kind of class (see [`ObjectModel::merge`]); `parts` gives a class's name and
+/// members.
+fn merge_classes<C: Clone>(
+    into: &mut Vec<C>,
+    from: &[C],
+    parts: fn(&mut C) -> (&String, &mut Vec<String>),
+    added: &mut Vec<String>,
+) {
+    for class in from {
+        let mut class = class.clone();
+        let (name, members) = parts(&mut class);
+        match into.iter_mut().position(|c| parts(c).0 == name) {
+            Some(i) => merge_members(name, parts(&mut into[i]).1, members, added),
+            None => {
+                added.push(name.clone());
+                added.extend(members.iter().map(|m| format!("{name}.{m}")));
+                into.push(class);
+            }
+        }
     }
 }
 
