@@ -532,3 +532,36 @@ interactions = ["Ping"]
     assert!(stderr.contains("error: federate `pong`: "), "{stderr}");
     assert!(!stderr.contains("did not join within"), "{stderr}");
 }
+
+/// DESIGN.md's rule takes the fastest declared dynamics among coupled federates: when the
+/// spring declares |lambda| = 100 1/s and the mass 10 1/s, the controller gives both the
+/// step of the faster, 0.9 * 2 / 100 = 18 ms, and not the mass 180 ms of its own.
+#[test]
+fn the_controller_chooses_one_stable_step_for_the_fastest_coupled_fmu() {
+    let dir = scratch("coupled");
+    for (file, lambda) in [("mass.toml", "10.0"), ("spring.toml", "100.0")] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let text = text.replace("size = \"10ms\"\n", "").replace(
+            "fastest_eigenvalue = 10.0",
+            &format!("fastest_eigenvalue = {lambda}"),
+        );
+        assert!(!text.lines().any(|l| l.starts_with("size")), "{text}");
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let stdout = succeeded(&run(&dir, "federation.toml", &[]));
+    assert!(stdout.contains("mass: 278 steps of 0.018s"), "{stdout}");
+    assert!(stdout.contains("spring: 278 steps of 0.018s"), "{stdout}");
+
+    // A step fixed above it is refused, naming the fast spring for the mass too.
+    let stable = std::fs::read_to_string(dir.join("federation.toml")).unwrap();
+    std::fs::write(
+        dir.join("fixed.toml"),
+        stable.replace("[federation]", "[step]\nsize = \"50ms\"\n\n[federation]"),
+    )
+    .unwrap();
+    let output = run(&dir, "fixed.toml", &[]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unstable step"), "{stderr}");
+    assert!(stderr.contains("`spring`"), "{stderr}");
+}

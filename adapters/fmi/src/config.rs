@@ -121,6 +121,10 @@ pub struct AdapterConfig {
     pub step: StepSettings,
     /// `|lambda|` in 1/s of the coupling this FMU takes part in, if declared.
     pub fastest_eigenvalue: Option<f64>,
+    /// The declared `|lambda|` of the federates coupled with this one, by name: the step
+    /// controller keeps the step stable for the fastest of them too. The file has none; a
+    /// runner that knows the other federates sets them.
+    pub coupled: Vec<(String, f64)>,
     /// Start values set before initialization, by variable name.
     pub parameters: Vec<Parameter>,
     /// FMU outputs published as attributes.
@@ -569,6 +573,7 @@ impl AdapterConfig {
             step_size,
             step,
             fastest_eigenvalue,
+            coupled: Vec::new(),
             parameters,
             publish,
             subscribe,

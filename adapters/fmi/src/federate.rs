@@ -156,8 +156,9 @@ impl AdapterConfig {
     }
 
     /// The communication step: `[step] size` checked against the stability bound, or the
-    /// largest stable step the controller chooses. With `override_stability` an unstable step
-    /// is logged and kept.
+    /// largest stable step the controller chooses, over this FMU's declared dynamics and those
+    /// of the federates coupled with it ([`AdapterConfig::coupled`]). With
+    /// `override_stability` an unstable step is logged and kept.
     ///
     /// The check uses no coupling delay: in lock-step the exchange delay is the step itself,
     /// which the rule already counts.
@@ -171,11 +172,18 @@ impl AdapterConfig {
             .map(Dynamics::from_eigenvalue)
             .transpose()
             .map_err(AdapterError::Unstable)?;
-        let coupled = [Coupled {
+        let mut coupled = vec![Coupled {
             name: &self.instance,
             dynamics,
             max_step: None,
         }];
+        for (name, lambda) in &self.coupled {
+            coupled.push(Coupled {
+                name,
+                dynamics: Some(Dynamics::from_eigenvalue(*lambda).map_err(AdapterError::Unstable)?),
+                max_step: None,
+            });
+        }
         let Some(size) = self.step_size else {
             let choice = step::choose_step(&self.step, &coupled, SimDuration::ZERO)
                 .map_err(AdapterError::Unstable)?;
