@@ -342,7 +342,14 @@ pub enum Request {
     DeclareDynamics {
         /// Magnitude of the fastest eigenvalue, 1/s.
         fastest_eigenvalue: f64,
+        /// The federate steps in lock-step and checks its steps itself, against
+        /// [`Request::QueryCoupledDynamics`]: the RTI keeps the declaration for the federates
+        /// coupled with it to ask for, and checks no step or lookahead because of it.
+        lock_step: bool,
     },
+    /// The fastest dynamics declared among the federates coupled with this one by
+    /// subscriptions, this one included.
+    QueryCoupledDynamics,
     /// Set the federation's stability rule (needs the administer permission).
     SetStability {
         /// Safety factor in (0, 1].
@@ -410,6 +417,7 @@ impl Request {
             Self::AchieveSyncPoint { .. } => "achieve synchronization point",
             Self::Status => "status",
             Self::DeclareDynamics { .. } => "declare dynamics",
+            Self::QueryCoupledDynamics => "query coupled dynamics",
             Self::SetStability { .. } => "set stability",
             Self::Ack { .. } => "acknowledge",
             Self::Resume { .. } => "resume",
@@ -450,6 +458,9 @@ pub enum Response {
     Pending,
     /// The GALT, `None` when no federate can constrain this one.
     Galt(Option<SimTime>),
+    /// The fastest declared dynamics among the coupled federates: its federate's name and
+    /// `|lambda|` in 1/s, `None` when none of them declared any.
+    CoupledDynamics(Option<(String, f64)>),
     /// Federations and who waits for whom in each.
     Status {
         /// Each federation's state.

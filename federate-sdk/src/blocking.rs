@@ -385,6 +385,15 @@ impl Federate {
         self.driver.runtime.block_on(self.inner.galt())
     }
 
+    /// See [`crate::Federate::coupled_dynamics`].
+    ///
+    /// # Errors
+    ///
+    /// As there.
+    pub fn coupled_dynamics(&mut self) -> Result<Option<(String, f64)>> {
+        self.driver.runtime.block_on(self.inner.coupled_dynamics())
+    }
+
     /// See [`crate::Federate::take_deliveries`].
     ///
     /// # Errors

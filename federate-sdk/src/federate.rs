@@ -52,6 +52,8 @@ pub struct FederateBuilder {
     lookahead: Option<SimDuration>,
     constrained: bool,
     fastest_eigenvalue: Option<f64>,
+    /// The dynamics are declared for a lock-step federate that checks its own steps.
+    lock_step: bool,
     spin: Duration,
     drive: Drive,
 }
@@ -65,6 +67,7 @@ impl FederateBuilder {
             lookahead: None,
             constrained: false,
             fastest_eigenvalue: None,
+            lock_step: false,
             spin: Duration::from_micros(20),
             drive: Drive::Thread,
         }
@@ -96,6 +99,16 @@ impl FederateBuilder {
     /// `step + lookahead <= alpha * 2 / |lambda_max|` among coupled federates.
     pub fn fastest_eigenvalue(mut self, lambda: f64) -> Self {
         self.fastest_eigenvalue = Some(lambda);
+        self.lock_step = false;
+        self
+    }
+
+    /// Declares the fastest dynamics of a lock-step federate, which checks its own steps
+    /// against [`Federate::coupled_dynamics`] (the FMI adapter does): the RTI refuses none of
+    /// its steps for them and tells them to the federates coupled with it that ask.
+    pub fn lock_step_dynamics(mut self, lambda: f64) -> Self {
+        self.fastest_eigenvalue = Some(lambda);
+        self.lock_step = true;
         self
     }
 
@@ -168,7 +181,7 @@ impl FederateBuilder {
         federate.model = Arc::new(model);
         federate.state.time = time;
         if let Some(lambda) = self.fastest_eigenvalue {
-            federate.declare_dynamics(lambda).await?;
+            federate.declare(lambda, self.lock_step).await?;
         }
         if let Some(lookahead) = self.lookahead {
             federate.enable_time_regulation(lookahead).await?;
@@ -580,9 +593,31 @@ impl Federate {
     /// [`Error::Refused`] with [`RtiError::Unstable`] if the current lookahead already breaks
     /// the stability rule, or the value is not a finite non-zero number.
     pub async fn declare_dynamics(&mut self, fastest_eigenvalue: f64) -> Result<()> {
-        self.call(Request::DeclareDynamics { fastest_eigenvalue })
-            .await
-            .map(|_| ())
+        self.declare(fastest_eigenvalue, false).await
+    }
+
+    async fn declare(&mut self, fastest_eigenvalue: f64, lock_step: bool) -> Result<()> {
+        self.call(Request::DeclareDynamics {
+            fastest_eigenvalue,
+            lock_step,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The fastest dynamics declared among the federates coupled with this one by
+    /// subscriptions, this one included: the declaring federate's name and `|lambda|` in 1/s.
+    /// A lock-step federate checks its step against it once its partners have joined and
+    /// declared their publications and subscriptions (after a start barrier).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`].
+    pub async fn coupled_dynamics(&mut self) -> Result<Option<(String, f64)>> {
+        match self.call(Request::QueryCoupledDynamics).await? {
+            Response::CoupledDynamics(fastest) => Ok(fastest),
+            other => Err(unexpected("query coupled dynamics", &other)),
+        }
     }
 
     /// Stops being time-regulating.

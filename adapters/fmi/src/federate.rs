@@ -224,17 +224,22 @@ pub fn run_with(
     connector: Connector,
     on_outputs: impl FnMut(SimTime, &[f64]),
 ) -> Result<RunSummary, AdapterError> {
-    // The step is checked here, by the adapter, and not declared to the RTI with
-    // `declare_dynamics`: the RTI's event-mode check counts the lookahead as a coupling delay,
-    // which in lock-step is the same exchange as the step and would be counted twice.
+    // The step is checked here, by the adapter: the RTI's event-mode check counts the
+    // lookahead as a coupling delay, which in lock-step is the same exchange as the step and
+    // would be counted twice. The dynamics go to the RTI as lock-step ones, for the partners
+    // to ask for (see `LockStep::check_coupled_step`).
     let h = config.communication_step()?;
     let mut adapter = Adapter::start(config, h)?;
     info!(instance = %config.instance, step = %h, fmu = %config.fmu.display(), "FMU ready");
 
-    let federate = Federate::builder(&config.federation, &config.instance)
+    let mut builder = Federate::builder(&config.federation, &config.instance)
         .create_federation(config.object_model())
         .time_regulating(h)
-        .time_constrained()
+        .time_constrained();
+    if let Some(lambda) = config.fastest_eigenvalue {
+        builder = builder.lock_step_dynamics(lambda);
+    }
+    let federate = builder
         // An embedded RTI lives as long as a handle to it: keep `connector` until the end.
         .join_blocking(connector.clone())
         .map_err(|source| adapter.federation_error(source))?;
@@ -496,6 +501,7 @@ impl LockStep<'_, '_> {
         if !config.expect.is_empty() {
             self.start_barrier(&outputs)?;
         }
+        self.check_coupled_step(h)?;
 
         let total = step_count(config.start, config.stop, h);
         let mut steps = 0;
@@ -546,6 +552,34 @@ impl LockStep<'_, '_> {
                 .zip(outputs)
                 .collect(),
         })
+    }
+
+    /// Checks the step against the fastest dynamics declared among the federates coupled with
+    /// this one, as the RTI knows them once they have joined and subscribed (after the start
+    /// barrier): an adapter started on its own knows only its own file.
+    fn check_coupled_step(&mut self, h: SimDuration) -> Result<(), AdapterError> {
+        let config = self.adapter.config;
+        let fastest = self
+            .federate
+            .coupled_dynamics()
+            .map_err(|e| self.adapter.federation_error(e))?;
+        let Some((name, lambda)) = fastest else {
+            return Ok(());
+        };
+        let dynamics = Dynamics::from_eigenvalue(lambda).map_err(AdapterError::Unstable)?;
+        let coupled = [Coupled {
+            name: &name,
+            dynamics: Some(dynamics),
+            max_step: None,
+        }];
+        match step::check_step(config.step.alpha, &coupled, h, SimDuration::ZERO) {
+            Ok(()) => Ok(()),
+            Err(unstable) if config.step.override_stability => {
+                warn!(instance = %config.instance, "override_stability: {unstable}");
+                Ok(())
+            }
+            Err(unstable) => Err(AdapterError::Unstable(unstable)),
+        }
     }
 
     /// Publishes, subscribes and registers one object per published class.

@@ -166,6 +166,26 @@ fn adapters_that_derive_different_models_merge_them_and_run_as_with_a_shared_one
     assert_eq!(run_oscillator(&derived).unwrap(), expected);
 }
 
+/// Adapters started apart each check their step against their own file first; once both have
+/// joined and subscribed, the RTI tells each the fastest dynamics declared among the
+/// federates coupled with it, and the mass's 50 ms step, stable for its own |lambda| = 10,
+/// is refused for the spring's 100 (bound 0.9 * 2 / 100 = 18 ms).
+#[test]
+fn a_step_unstable_for_a_coupled_fmu_is_refused_naming_it() {
+    let [mass, spring] = oscillator("coupled-dynamics", "10ms", "1s", false);
+    let spring = spring.replace("fastest_eigenvalue = 10.0", "fastest_eigenvalue = 100.0");
+    // Both at 10 ms: stable for both.
+    run_oscillator(&[mass.clone(), spring.clone()]).unwrap();
+    let mass = mass.replace("size = \"10ms\"", "size = \"50ms\"");
+    let error = run_oscillator(&[mass, spring]).unwrap_err();
+    assert!(matches!(error, AdapterError::Unstable(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("`spring`") && message.contains("0.018s"),
+        "{message}"
+    );
+}
+
 #[test]
 fn a_step_above_the_stability_bound_is_refused_with_the_numbers() {
     let texts = oscillator("refused", "250ms", "10s", false);

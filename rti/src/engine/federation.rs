@@ -10,7 +10,7 @@ use fedtwin_core::model::{
     AttributeHandle, InteractionClassHandle, ObjectClassHandle, ObjectInstanceHandle,
     ParameterHandle,
 };
-use fedtwin_core::step::{Coupled, Dynamics, StepSettings, check_step};
+use fedtwin_core::step::{Coupled, Dynamics, StepSettings, check_step, fastest};
 use fedtwin_core::{ObjectModel, RtiError, SimDuration, SimTime};
 use tracing::{debug, info, warn};
 
@@ -91,6 +91,9 @@ pub(crate) struct Federation {
     halted: Option<String>,
     /// Declared fastest dynamics; empty in most federations, which then skip every check.
     dynamics: BTreeMap<FederateId, Dynamics>,
+    /// Dynamics declared by lock-step federates, which check their own steps: only queried
+    /// ([`Request::QueryCoupledDynamics`]), never used to refuse a step.
+    lock_step_dynamics: BTreeMap<FederateId, Dynamics>,
     /// Safety factor and override of the stability rule.
     alpha: f64,
     override_stability: bool,
@@ -125,6 +128,7 @@ impl Federation {
             stall_reported: false,
             halted: None,
             dynamics: BTreeMap::new(),
+            lock_step_dynamics: BTreeMap::new(),
             alpha: StepSettings::default().alpha,
             override_stability: false,
         }
@@ -322,6 +326,7 @@ impl Federation {
         self.by_name.remove(&federate.name);
         self.time.remove(id);
         self.dynamics.remove(&id);
+        self.lock_step_dynamics.remove(&id);
         let labels: Vec<String> = self.sync_points.keys().cloned().collect();
         for label in labels {
             if let Some(point) = self.sync_points.get_mut(&label) {
@@ -405,9 +410,26 @@ impl Federation {
                 self.check_stability(id, SimDuration::ZERO, lookahead)?;
                 self.modify_lookahead(id, lookahead)
             }
-            Request::DeclareDynamics { fastest_eigenvalue } => {
+            Request::DeclareDynamics {
+                fastest_eigenvalue,
+                lock_step: true,
+            } => {
                 let dynamics = Dynamics::from_eigenvalue(fastest_eigenvalue)
                     .map_err(|e| RtiError::Unstable(e.to_string()))?;
+                self.dynamics.remove(&id);
+                self.lock_step_dynamics.insert(id, dynamics);
+                Ok(Response::Done)
+            }
+            Request::QueryCoupledDynamics => {
+                Ok(Response::CoupledDynamics(self.coupled_dynamics(id)))
+            }
+            Request::DeclareDynamics {
+                fastest_eigenvalue,
+                lock_step: false,
+            } => {
+                let dynamics = Dynamics::from_eigenvalue(fastest_eigenvalue)
+                    .map_err(|e| RtiError::Unstable(e.to_string()))?;
+                self.lock_step_dynamics.remove(&id);
                 let previous = self.dynamics.insert(id, dynamics);
                 let lookahead = self.time.lookahead(id).unwrap_or(SimDuration::ZERO);
                 if let Err(error) = self.check_stability(id, SimDuration::ZERO, lookahead) {
@@ -553,6 +575,29 @@ impl Federation {
             }
             Err(error) => Err(RtiError::Unstable(error.to_string())),
         }
+    }
+
+    /// The fastest dynamics declared, in either mode, among `id` and the federates coupled
+    /// with it, with the declaring federate's name.
+    fn coupled_dynamics(&self, id: FederateId) -> Option<(String, f64)> {
+        let names: Vec<(FederateId, Arc<str>)> = self
+            .coupled_with(id)
+            .into_iter()
+            .map(|k| (k, self.federate_name(k)))
+            .collect();
+        let coupled: Vec<Coupled<'_>> = names
+            .iter()
+            .map(|(k, name)| Coupled {
+                name,
+                dynamics: self
+                    .dynamics
+                    .get(k)
+                    .or_else(|| self.lock_step_dynamics.get(k))
+                    .copied(),
+                max_step: None,
+            })
+            .collect();
+        fastest(&coupled).map(|(name, dynamics)| (name.to_owned(), dynamics.eigenvalue()))
     }
 
     /// `id` and every federate that publishes what it subscribes to or subscribes to what it

@@ -474,7 +474,7 @@ fn peer(byte: u8) -> Peer {
 
 fn synthesize_from(input: &mut Input<'_>) -> Request {
     let kind = input.byte();
-    match kind % 28 {
+    match kind % 29 {
         0 => Request::CreateFederation {
             federation: pick(&FEDERATIONS, input.byte()).to_owned(),
             model: some_model(input.byte()),
@@ -557,7 +557,9 @@ fn synthesize_from(input: &mut Input<'_>) -> Request {
         25 => Request::Status,
         26 => Request::DeclareDynamics {
             fastest_eigenvalue: pick(&EIGENVALUES, input.byte()),
+            lock_step: input.byte() & 1 == 1,
         },
+        27 => Request::QueryCoupledDynamics,
         _ => Request::SetStability {
             alpha: pick(&ALPHAS, input.byte()),
             override_stability: input.byte() & 1 == 1,

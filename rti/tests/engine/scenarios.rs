@@ -462,7 +462,8 @@ fn stability_rule_checks_steps_of_coupled_federates() {
         h.request(
             grid,
             Request::DeclareDynamics {
-                fastest_eigenvalue: -5.0
+                fastest_eigenvalue: -5.0,
+                lock_step: false,
             }
         ),
         Ok(Response::Done)
@@ -546,4 +547,68 @@ fn stability_rule_checks_steps_of_coupled_federates() {
         ),
         Ok(Response::Regulation { .. })
     ));
+}
+
+/// A lock-step federate's declaration is for its partners to ask for: the RTI refuses none of
+/// its steps, nor any partner's, because of it.
+#[test]
+fn lock_step_dynamics_are_reported_to_coupled_federates_and_refuse_nothing() {
+    let mut h = Harness::new();
+    h.create("grid", model());
+    let ms = |m: u64| SimDuration::from_millis(m).unwrap();
+    let spring = h.join("grid", "spring", Some(ms(50)), true);
+    let mass = h.join("grid", "mass", Some(ms(50)), true);
+    let loner = h.join("grid", "loner", None, false);
+    let bus = ObjectClassHandle(0);
+    let declare = |lambda, lock_step| Request::DeclareDynamics {
+        fastest_eigenvalue: lambda,
+        lock_step,
+    };
+    assert_eq!(h.request(spring, declare(100.0, true)), Ok(Response::Done));
+    assert_eq!(h.request(mass, declare(10.0, true)), Ok(Response::Done));
+    let query = Request::QueryCoupledDynamics;
+    // Not coupled yet: each sees its own.
+    assert_eq!(
+        h.request(mass, query.clone()),
+        Ok(Response::CoupledDynamics(Some(("mass".into(), 10.0))))
+    );
+    assert_eq!(
+        h.request(loner, query.clone()),
+        Ok(Response::CoupledDynamics(None))
+    );
+    let publish = Request::PublishObjectClass {
+        class: bus,
+        attributes: vec![AttributeHandle(0)],
+    };
+    h.request(spring, publish).unwrap();
+    let subscribe = Request::SubscribeObjectClass {
+        class: bus,
+        attributes: vec![AttributeHandle(0)],
+    };
+    h.request(mass, subscribe).unwrap();
+    for federate in [mass, spring] {
+        assert_eq!(
+            h.request(federate, query.clone()),
+            Ok(Response::CoupledDynamics(Some(("spring".into(), 100.0))))
+        );
+    }
+    // 50 ms steps with 50 ms lookahead break 0.9 * 2 / 100 = 18 ms, but a lock-step
+    // declaration refuses nothing: the adapters check themselves.
+    let at = |m: i64| SimTime::from_millis(m).unwrap();
+    let tar = |m| Request::Advance {
+        kind: AdvanceKind::TimeAdvance,
+        time: at(m),
+    };
+    assert_eq!(h.request(mass, tar(50)), Ok(Response::Pending));
+    assert_eq!(h.request(spring, tar(50)), Ok(Response::Pending));
+    // Declared again in event mode, the same numbers are checked and refused.
+    let refused = h.request(mass, declare(100.0, false));
+    assert!(
+        matches!(refused, Err(fedtwin_core::RtiError::Unstable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        h.request(mass, query),
+        Ok(Response::CoupledDynamics(Some(("spring".into(), 100.0))))
+    );
 }
