@@ -522,6 +522,13 @@ impl LockStep<'_, '_> {
                 terminated_early = Some(at);
                 if let Ok(last) = self.adapter.outputs() {
                     outputs = last;
+                    // The partners hold these from the end of this step on, as after any
+                    // other step: stamped `now + h`, within the lookahead.
+                    let next = now
+                        .checked_add(h)
+                        .map_err(|e| self.adapter.federation_error(e.into()))?;
+                    on_outputs(at, &outputs);
+                    self.publish(&outputs, Some(next))?;
                 }
                 break;
             }
@@ -539,6 +546,13 @@ impl LockStep<'_, '_> {
             self.reflect(&grant.deliveries, true)?;
         }
 
+        // fmi2Terminate lets the FMU finish its work (flush files, close connections) before
+        // it is freed.
+        let adapter = &mut *self.adapter;
+        adapter
+            .instance
+            .terminate()
+            .map_err(|e| adapter.fmi_error(e))?;
         let final_time = terminated_early.unwrap_or_else(|| fmu_time(self.federate.time()));
         Ok(RunSummary {
             step: h,

@@ -322,6 +322,52 @@ fn early_termination_resigns_cleanly() {
     again.resign().unwrap();
 }
 
+/// An FMU that stops the simulation itself still hands its last outputs to its subscribers,
+/// stamped at the end of the step it stopped in, as after any other step.
+#[test]
+fn the_last_outputs_of_an_fmu_that_stops_early_reach_its_subscribers() {
+    let rti = EmbeddedRti::start().unwrap();
+    let config = config(&dahlquist_config(TestModel::TerminateEarly, "100ms", "1s"));
+    // Regulating, so that the adapter waits for it; constrained, to get timestamps.
+    let mut observer = Federate::builder("terminate_early", "observer")
+        .create_federation(config.object_model())
+        .time_regulating(SimDuration::from_millis(100).unwrap())
+        .time_constrained()
+        .join_blocking(&rti)
+        .unwrap();
+    observer.subscribe(&["Decay.State.x"]).unwrap();
+    let connector = Connector::from(rti.clone());
+    let adapter = thread::spawn(move || fedtwin_fmi::run(&config, connector));
+    // Advance only once the adapter regulates, or the observer would be granted the end at
+    // once and the adapter would join after it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while observer.galt().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the adapter never joined"
+        );
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let end = SimTime::from_secs(1).unwrap();
+    let mut last = None;
+    while observer.time() < end {
+        let grant = observer.next_event(end).unwrap();
+        for reflection in grant.reflections() {
+            let x: f64 = reflection.values.get("x").unwrap();
+            last = Some((reflection.timestamp, x));
+        }
+    }
+    let summary = adapter.join().unwrap().unwrap();
+    assert_eq!(
+        last,
+        Some((
+            Some(SimTime::from_millis(600).unwrap()),
+            summary.outputs[0].1
+        ))
+    );
+    observer.resign().unwrap();
+}
+
 #[test]
 fn an_fmu_error_ends_the_run_with_its_message() {
     let rti = EmbeddedRti::start().unwrap();
@@ -644,4 +690,42 @@ fn a_parameter_of_the_wrong_type_is_refused_naming_variable_type_and_line() {
             "{parameter}: {message}"
         );
     }
+}
+
+/// A writer into a shared buffer, for capturing log output.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The adapter ends a completed run with fmi2Terminate, so an FMU can finish its work (flush
+/// files, close connections) before it is freed.
+#[test]
+fn a_finished_run_terminates_the_fmu() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let text = lone_counter("").replace(
+        "federation = \"lone-counter\"",
+        "federation = \"lone-counter\"\nfmu_logging = true",
+    );
+    let summary = tracing::subscriber::with_default(subscriber, || run_alone(&config(&text)))
+        .unwrap()
+        .0;
+    assert_eq!(summary.steps, 10);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("fmi2Terminate: simulation over"), "{log}");
 }

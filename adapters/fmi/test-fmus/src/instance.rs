@@ -310,6 +310,7 @@ impl Instance {
             return status;
         }
         self.state.phase = Phase::Terminated;
+        self.debug("fmi2Terminate: simulation over");
         Status::Ok
     }
 
