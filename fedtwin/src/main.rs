@@ -5,6 +5,7 @@
 
 mod run;
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -493,10 +494,33 @@ fn status(rti: &str, identity: &IdentityArgs) -> Result<(), String> {
 fn fmu(paths: &[PathBuf]) -> Result<(), String> {
     // Check every file before starting anything, so that a bad file does not leave the other
     // adapters waiting at the start barrier.
-    let configs = paths
+    let mut configs = paths
         .iter()
         .map(|path| AdapterConfig::load(path).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, config) in configs.iter().enumerate() {
+        if let Some(first) = configs[..i]
+            .iter()
+            .find(|c| c.instance == config.instance && c.federation == config.federation)
+        {
+            return Err(format!(
+                "{} and {} both run as `{}` in federation `{}`: give each FMU its own instance \
+                 name",
+                first.file, config.file, config.instance, config.federation
+            ));
+        }
+    }
+    // Adapters run together in one federation know each other's declared dynamics, as under
+    // `fedtwin run`.
+    let federations: BTreeSet<String> = configs.iter().map(|c| c.federation.clone()).collect();
+    for federation in federations {
+        let mut named: Vec<(String, &mut AdapterConfig)> = configs
+            .iter_mut()
+            .filter(|c| c.federation == federation)
+            .map(|c| (c.instance.clone(), c))
+            .collect();
+        fedtwin_fmi::config::couple(&mut named);
+    }
     let mut embedded = None;
     let mut connectors = Vec::with_capacity(configs.len());
     for config in &configs {

@@ -5,9 +5,9 @@ use std::process::{Command, Output};
 
 use fedtwin_test_fmus::TestModel;
 
-/// The example's configuration files next to freshly packed FMUs.
-fn example_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fedtwin-fmu-example");
+/// The example's configuration files next to freshly packed FMUs, in a folder of the test's.
+fn example_dir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fedtwin-fmu-{test}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for model in [TestModel::OscillatorMass, TestModel::OscillatorSpring] {
@@ -31,7 +31,7 @@ fn fedtwin(args: &[&Path]) -> Output {
 
 #[test]
 fn the_oscillator_example_runs_both_fmus_and_refuses_an_unstable_step() {
-    let dir = example_dir();
+    let dir = example_dir("example");
     let output = fedtwin(&[&dir.join("mass.toml"), &dir.join("spring.toml")]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -57,4 +57,33 @@ fn the_oscillator_example_runs_both_fmus_and_refuses_an_unstable_step() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("unstable step: step 0.25s"), "{stderr}");
     assert!(stderr.contains("0.18s"), "{stderr}");
+}
+
+/// Adapters started by one `fedtwin fmu` know each other's declared dynamics: with the spring
+/// at |lambda| = 100 and no `size`, both choose its bound (18 ms); and two files that would
+/// run under one name are refused before anything starts.
+#[test]
+fn adapters_run_together_share_their_dynamics_and_need_their_own_names() {
+    let dir = example_dir("together");
+    for (file, lambda) in [("mass.toml", "10.0"), ("spring.toml", "100.0")] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let text = text
+            .replace("size = \"10ms\"\n", "")
+            .replace("fastest_eigenvalue = 10.0", &format!("fastest_eigenvalue = {lambda}"));
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let output = fedtwin(&[&dir.join("mass.toml"), &dir.join("spring.toml")]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("mass: 278 steps of 0.018s"), "{stdout}");
+    assert!(stdout.contains("spring: 278 steps of 0.018s"), "{stdout}");
+
+    let output = fedtwin(&[&dir.join("mass.toml"), &dir.join("mass.toml")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("both run as `mass` in federation `oscillator`"),
+        "{stderr}"
+    );
 }

@@ -46,7 +46,7 @@
 //! attribute paths (class = everything before the last dot). Adapters that map different
 //! subsets of a class need not agree: the RTI merges each one's model into the federation's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::ops::Range;
@@ -58,7 +58,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::ModelDescription;
-use crate::model_description::{Causality, Initial, ScalarVariable, ValueType};
+use crate::model_description::{Causality, Initial, ScalarVariable, ValueType, Variability};
 
 /// Why an adapter configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +246,51 @@ impl Signals {
             .filter(|(_, (t, _))| **t == value_type)
             .map(|(i, (_, r))| (i, *r))
             .unzip()
+    }
+}
+
+/// Tells each adapter the declared dynamics of the others it is coupled with (one publishes an
+/// attribute the other subscribes to), under the names they run as: see
+/// [`AdapterConfig::coupled`]. For runners that start several adapters together.
+pub fn couple(adapters: &mut [(String, &mut AdapterConfig)]) {
+    let paths = |config: &AdapterConfig| -> (BTreeSet<String>, BTreeSet<String>) {
+        let published = config
+            .publish
+            .iter()
+            .map(|p| format!("{}.{}", p.class, p.attribute))
+            .collect();
+        let subscribed = config
+            .subscribe
+            .iter()
+            .map(|s| format!("{}.{}", s.class, s.attribute))
+            .collect();
+        (published, subscribed)
+    };
+    // Name, declared |lambda|, published and subscribed attribute paths.
+    type Ports = (String, Option<f64>, BTreeSet<String>, BTreeSet<String>);
+    let ports: Vec<Ports> = adapters
+        .iter()
+        .map(|(name, config)| {
+            let (published, subscribed) = paths(config);
+            (
+                name.clone(),
+                config.fastest_eigenvalue,
+                published,
+                subscribed,
+            )
+        })
+        .collect();
+    for (i, (_, config)) in adapters.iter_mut().enumerate() {
+        let (_, _, published, subscribed) = &ports[i];
+        config.coupled = ports
+            .iter()
+            .enumerate()
+            .filter(|(j, (_, _, theirs_out, theirs_in))| {
+                *j != i
+                    && (!published.is_disjoint(theirs_in) || !subscribed.is_disjoint(theirs_out))
+            })
+            .filter_map(|(_, (name, lambda, ..))| lambda.map(|l| (name.clone(), l)))
+            .collect();
     }
 }
 
@@ -710,14 +755,35 @@ impl AdapterConfig {
         let mut string_parameters = (Vec::new(), Vec::new());
         for p in &self.parameters {
             let variable = find(&p.variable, p.line)?;
+            if variable.variability == Variability::Constant {
+                return Err(invalid(
+                    p.line,
+                    format!(
+                        "`{}` is a constant of {fmu_name}: FMI lets no one set it",
+                        p.variable
+                    ),
+                ));
+            }
+            if let Some(s) = self.subscribe.iter().find(|s| s.variable == p.variable) {
+                return Err(invalid(
+                    p.line,
+                    format!(
+                        "`{}` is fed by `{}.{}` (line {}) and set under [parameters] too; give \
+                         its value before the first update as that subscription's `start`",
+                        p.variable, s.class, s.attribute, s.line
+                    ),
+                ));
+            }
+            // FMI 2.0 lets start values be set before initialization for parameters, inputs
+            // and variables whose start is their initial value or a guess of it.
             let settable = matches!(variable.causality, Causality::Parameter | Causality::Input)
-                || variable.initial == Some(Initial::Exact);
+                || matches!(variable.initial, Some(Initial::Exact | Initial::Approx));
             if !settable {
                 return Err(invalid(
                     p.line,
                     format!(
-                        "`{}` is {} of {fmu_name} without initial=\"exact\"; only parameters, \
-                         inputs and exactly initialized variables take start values",
+                        "`{}` is {} of {fmu_name} without initial=\"exact\" or \"approx\"; only \
+                         parameters, inputs and variables with a start value take one",
                         p.variable,
                         causality_phrase(variable.causality)
                     ),
@@ -898,6 +964,61 @@ attribute = "Spring.State.force"
 variable = "force"
 start = -100.0
 "#;
+
+    /// A plant with a constant, a local variable with a guessed start and an input.
+    const PLANT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<fmiModelDescription fmiVersion="2.0" modelName="Plant" guid="{0}">
+  <CoSimulation modelIdentifier="Plant"/>
+  <ModelVariables>
+    <ScalarVariable name="g" valueReference="1" causality="local" variability="constant">
+      <Real start="9.81"/>
+    </ScalarVariable>
+    <ScalarVariable name="level" valueReference="2" causality="local" initial="approx">
+      <Real start="1"/>
+    </ScalarVariable>
+    <ScalarVariable name="flow" valueReference="3" causality="local">
+      <Real/>
+    </ScalarVariable>
+    <ScalarVariable name="inflow" valueReference="4" causality="input">
+      <Real start="0"/>
+    </ScalarVariable>
+  </ModelVariables>
+  <ModelStructure/>
+</fmiModelDescription>"#;
+
+    fn resolve_plant(parameters: &str) -> Result<Resolved, ConfigError> {
+        let text = format!(
+            "fmu = \"plant.fmu\"\ninstance = \"plant\"\nfederation = \"f\"\n\n[parameters]\n\
+             {parameters}\n\n[[subscribe]]\nattribute = \"Feed.State.flow\"\n\
+             variable = \"inflow\"\n"
+        );
+        let config = AdapterConfig::parse(&text, "plant.toml", Path::new("/cfg")).unwrap();
+        let description = ModelDescription::parse(PLANT).unwrap();
+        config.resolve(&description)
+    }
+
+    #[test]
+    fn start_values_go_where_fmi_allows_them_and_nowhere_else() {
+        // A guessed start (initial="approx") may be set before initialization.
+        let resolved = resolve_plant("level = 2.5").unwrap();
+        assert_eq!(resolved.real_parameters, (vec![2], vec![2.5]));
+        let refused = |parameters: &str, expected: &str| {
+            let message = resolve_plant(parameters).unwrap_err().to_string();
+            assert!(
+                message.contains("line 6:") && message.contains(expected),
+                "{parameters}: {message}"
+            );
+        };
+        refused(
+            "g = 9.8",
+            "`g` is a constant of plant.fmu: FMI lets no one set it",
+        );
+        refused("flow = 1.0", "without initial=\"exact\" or \"approx\"");
+        refused(
+            "inflow = 1.0",
+            "`inflow` is fed by `Feed.State.flow` (line 10) and set under [parameters] too",
+        );
+    }
 
     #[test]
     fn parses_and_derives_the_object_model() {

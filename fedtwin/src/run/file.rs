@@ -1,7 +1,7 @@
 //! `federation.toml`: one file describing a whole run. See the README's "Running a
 //! federation" for the reference; every error names the file and the line at fault.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -486,7 +486,15 @@ impl FederationFile {
             federates.push(FederateSpec { name, kind });
         }
 
-        couple_fmus(&mut federates);
+        // Each FMU's step controller counts the declared dynamics of the FMUs coupled with it.
+        let mut fmus: Vec<(String, &mut AdapterConfig)> = federates
+            .iter_mut()
+            .filter_map(|f| match &mut f.kind {
+                Kind::Fmu(config) => Some((f.name.clone(), &mut **config)),
+                _ => None,
+            })
+            .collect();
+        fedtwin_fmi::config::couple(&mut fmus);
 
         // Only when every federate's classes are known can the recorded names be checked
         // now; otherwise the recorder checks them against the federation once joined.
@@ -795,56 +803,6 @@ fn add(classes: &mut Vec<(String, Vec<String>)>, name: &str, members: &[String])
         if !list.contains(member) {
             list.push(member.clone());
         }
-    }
-}
-
-/// Tells each FMU adapter the declared dynamics of the other FMU adapters it is coupled with
-/// (one publishes an attribute the other subscribes to), so that its step controller keeps
-/// the coupling stable for the fastest of them, as DESIGN.md's rule wants.
-fn couple_fmus(federates: &mut [FederateSpec]) {
-    let paths = |config: &AdapterConfig| -> (BTreeSet<String>, BTreeSet<String>) {
-        let published = config
-            .publish
-            .iter()
-            .map(|p| format!("{}.{}", p.class, p.attribute))
-            .collect();
-        let subscribed = config
-            .subscribe
-            .iter()
-            .map(|s| format!("{}.{}", s.class, s.attribute))
-            .collect();
-        (published, subscribed)
-    };
-    // Name, declared |lambda|, published and subscribed attribute paths.
-    type Fmu = (String, Option<f64>, BTreeSet<String>, BTreeSet<String>);
-    let fmus: Vec<Fmu> = federates
-        .iter()
-        .filter_map(|f| match &f.kind {
-            Kind::Fmu(config) => {
-                let (published, subscribed) = paths(config);
-                Some((
-                    f.name.clone(),
-                    config.fastest_eigenvalue,
-                    published,
-                    subscribed,
-                ))
-            }
-            _ => None,
-        })
-        .collect();
-    for federate in federates.iter_mut() {
-        let Kind::Fmu(config) = &mut federate.kind else {
-            continue;
-        };
-        let (published, subscribed) = paths(config);
-        config.coupled = fmus
-            .iter()
-            .filter(|(name, ..)| *name != federate.name)
-            .filter(|(_, _, theirs_out, theirs_in)| {
-                !published.is_disjoint(theirs_in) || !subscribed.is_disjoint(theirs_out)
-            })
-            .filter_map(|(name, lambda, ..)| lambda.map(|l| (name.clone(), l)))
-            .collect();
     }
 }
 
