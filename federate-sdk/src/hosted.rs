@@ -111,12 +111,17 @@ impl Hosted {
 /// How long [`start_barrier`] waits for the expected federates to join.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often a wait at the start barrier says, as a warning, whom it is waiting for.
+const WAIT_WARNING: Duration = Duration::from_secs(10);
+
 /// Waits until every federate in `expected` has joined and declared its interests, lets this
 /// one send its initial (untimestamped) values in `initial`, and returns once everybody has.
 ///
-/// Every participant calls this with the same set of names: the alphabetically first one
-/// registers the two synchronization points, `ready` (all joined and subscribed) and `start`
-/// (all sent their initial values). Values sent in `initial` are in the deliveries of the next
+/// Every participant calls this with the same set of names and tries to register the two
+/// synchronization points, `ready` (all joined and subscribed) and `start` (all sent their
+/// initial values): the first to find everyone joined registers each, the others find it
+/// registered. So whoever is missing, each participant gives up after [`START_TIMEOUT`] naming
+/// it, rather than wait for a registration that never comes. Values sent in `initial` are in the deliveries of the next
 /// [`Federate::take_deliveries`]. The FMI adapter uses the same protocol, so FMUs and hosted
 /// federates start together. With an empty `expected` nothing waits and `initial` still runs.
 ///
@@ -129,40 +134,71 @@ pub fn start_barrier(
     expected: &[&str],
     initial: impl FnOnce(&mut Federate) -> Result<()>,
 ) -> Result<()> {
+    start_barrier_within(federate, expected, START_TIMEOUT, initial)
+}
+
+/// [`start_barrier`], waiting at most `timeout` for the expected federates to join.
+///
+/// # Errors
+///
+/// As [`start_barrier`], after `timeout`.
+pub fn start_barrier_within(
+    federate: &mut Federate,
+    expected: &[&str],
+    timeout: Duration,
+    initial: impl FnOnce(&mut Federate) -> Result<()>,
+) -> Result<()> {
     if expected.is_empty() {
         return initial(federate);
     }
     let mut expected = expected.to_vec();
     expected.sort_unstable();
     expected.dedup();
-    if expected
-        .first()
-        .is_some_and(|first| *first == federate.name())
-    {
-        register(federate, "ready", &expected)?;
-        register(federate, "start", &expected)?;
-    }
+    let deadline = Instant::now() + timeout;
+    register(federate, "ready", &expected, deadline)?;
+    register(federate, "start", &expected, deadline)?;
     tracing::info!(federate = %federate.name(), expected = ?expected, "waiting at the start barrier");
     federate.synchronize("ready")?;
     initial(federate)?;
     federate.synchronize("start")
 }
 
-/// Registers a synchronization point, retrying while an expected federate has not joined.
-fn register(federate: &mut Federate, label: &str, expected: &[&str]) -> Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
+/// Registers a synchronization point, retrying while an expected federate has not joined. One
+/// that another participant registered first, or that the policy lets only others register,
+/// is theirs to register: this one then only waits for it.
+fn register(
+    federate: &mut Federate,
+    label: &str,
+    expected: &[&str],
+    deadline: Instant,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut next_warning = started + WAIT_WARNING;
     loop {
         match federate.register_sync_point(label, expected) {
+            Err(Error::Refused {
+                source: RtiError::SyncPointExists(_) | RtiError::Denied { .. },
+                ..
+            }) => return Ok(()),
             Err(Error::Refused {
                 source: RtiError::FederateNotFound(name),
                 ..
             }) => {
-                if Instant::now() >= deadline {
+                let now = Instant::now();
+                if now >= deadline {
                     return Err(Error::Protocol(format!(
                         "`{name}` did not join within {} s; start it or remove it from the \
                          expected federates",
-                        START_TIMEOUT.as_secs()
+                        now.duration_since(started).as_secs()
                     )));
+                }
+                if now >= next_warning {
+                    tracing::warn!(
+                        federate = %federate.name(),
+                        missing = %name,
+                        "still waiting at the start barrier"
+                    );
+                    next_warning = now + WAIT_WARNING;
                 }
                 thread::sleep(Duration::from_millis(10));
             }

@@ -260,3 +260,36 @@ fn a_stopped_rti_is_reported_not_waited_for() {
     drop(rti);
     assert!(matches!(f.advance_to(secs(1)), Err(Error::Disconnected)));
 }
+
+/// Whoever is missing from the start barrier — even the alphabetically first, which used to be
+/// the only one to register it — every participant gives up in time, naming it.
+#[test]
+fn a_start_barrier_missing_its_first_participant_fails_in_time_naming_it() {
+    let rti = EmbeddedRti::start().unwrap();
+    let (done, results) = std::sync::mpsc::channel();
+    for name in ["b", "c"] {
+        let rti = rti.clone();
+        let done = done.clone();
+        thread::spawn(move || {
+            let mut federate = Federate::builder("barrier", name)
+                .create_federation(model())
+                .join_blocking(&rti)
+                .unwrap();
+            let result = federate_sdk::hosted::start_barrier_within(
+                &mut federate,
+                &["a", "b", "c"],
+                std::time::Duration::from_millis(300),
+                |_| Ok(()),
+            );
+            done.send((name, result.map_err(|e| e.to_string())))
+                .unwrap();
+        });
+    }
+    for _ in 0..2 {
+        let (name, result) = results
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a participant still waits at the barrier");
+        let error = result.unwrap_err();
+        assert!(error.contains("`a` did not join"), "{name}: {error}");
+    }
+}
