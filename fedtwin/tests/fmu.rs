@@ -67,9 +67,10 @@ fn adapters_run_together_share_their_dynamics_and_need_their_own_names() {
     let dir = example_dir("together");
     for (file, lambda) in [("mass.toml", "10.0"), ("spring.toml", "100.0")] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let text = text
-            .replace("size = \"10ms\"\n", "")
-            .replace("fastest_eigenvalue = 10.0", &format!("fastest_eigenvalue = {lambda}"));
+        let text = text.replace("size = \"10ms\"\n", "").replace(
+            "fastest_eigenvalue = 10.0",
+            &format!("fastest_eigenvalue = {lambda}"),
+        );
         std::fs::write(dir.join(file), text).unwrap();
     }
     let output = fedtwin(&[&dir.join("mass.toml"), &dir.join("spring.toml")]);

@@ -8,7 +8,7 @@
 //! # certs = "certs"                 # with `rti`: folder of ca.pem and this identity's files
 //! expect = ["mass", "spring"]   # optional: wait for these federates before stepping
 //!
-//! [experiment]
+//! [experiment]                  # absent times: the FMU's DefaultExperiment, else 0s to 1s
 //! start = "0s"
 //! stop = "10s"
 //!
@@ -115,6 +115,13 @@ pub struct AdapterConfig {
     pub start: SimTime,
     /// End of the experiment.
     pub stop: SimTime,
+    /// Whether `start` and `stop` were given (by the file or a runner); what was not given
+    /// comes from the FMU's `DefaultExperiment` ([`AdapterConfig::with_model_defaults`]),
+    /// else start 0 s and stop 1 s.
+    pub experiment_given: (bool, bool),
+    /// The FMU's suggested communication step (`DefaultExperiment stepSize`): the step the
+    /// controller chooses when neither `step_size` nor any dynamics are given.
+    pub suggested_step: Option<SimDuration>,
     /// The requested communication step; `None` lets the step controller choose.
     pub step_size: Option<SimDuration>,
     /// The step controller's settings.
@@ -613,6 +620,11 @@ impl AdapterConfig {
             rti: raw.rti,
             certs: relative(raw.certs.as_deref().unwrap_or("certs")),
             expect,
+            experiment_given: (
+                raw.experiment.start.is_some(),
+                raw.experiment.stop.is_some(),
+            ),
+            suggested_step: None,
             start,
             stop,
             step_size,
@@ -626,6 +638,56 @@ impl AdapterConfig {
             interaction_classes: Vec::new(),
             fmu_logging: raw.fmu_logging,
         })
+    }
+
+    /// This configuration completed from the FMU's `DefaultExperiment`: the start and stop
+    /// times the file does not give, and the suggested step as the controller's largest.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] when a suggested time cannot be represented or the stop would
+    /// not come after the start.
+    pub fn with_model_defaults(
+        &self,
+        description: &ModelDescription,
+    ) -> Result<AdapterConfig, ConfigError> {
+        let mut config = self.clone();
+        let Some(experiment) = &description.default_experiment else {
+            return Ok(config);
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            file: self.file.clone(),
+            line: 1,
+            message,
+        };
+        let time = |what: &str, seconds: f64| {
+            crate::to_sim_time(seconds).map_err(|e| {
+                invalid(format!(
+                    "the FMU's DefaultExperiment {what} = {seconds} cannot be used: {e}"
+                ))
+            })
+        };
+        if let (false, Some(start)) = (self.experiment_given.0, experiment.start_time) {
+            config.start = time("startTime", start)?;
+        }
+        if let (false, Some(stop)) = (self.experiment_given.1, experiment.stop_time) {
+            config.stop = time("stopTime", stop)?;
+        }
+        if config.stop <= config.start {
+            return Err(invalid(format!(
+                "stop = {} must come after start = {} (the times the file does not give come \
+                 from the FMU's DefaultExperiment); set them under [experiment]",
+                config.stop, config.start
+            )));
+        }
+        if let Some(step) = experiment.step_size.filter(|s| *s > 0.0) {
+            config.suggested_step = Some(crate::to_sim_duration(step).map_err(|e| {
+                invalid(format!(
+                    "the FMU's DefaultExperiment stepSize = {step} cannot be used: {e}"
+                ))
+            })?);
+        }
+        Ok(config)
     }
 
     /// The federation's object model.

@@ -172,10 +172,15 @@ impl AdapterConfig {
             .map(Dynamics::from_eigenvalue)
             .transpose()
             .map_err(AdapterError::Unstable)?;
+        // With no dynamics declared anywhere the controller knows no bound: the FMU's own
+        // suggestion then beats the blind configured maximum.
+        let suggested = self
+            .suggested_step
+            .filter(|_| dynamics.is_none() && self.coupled.is_empty());
         let mut coupled = vec![Coupled {
             name: &self.instance,
             dynamics,
-            max_step: None,
+            max_step: suggested,
         }];
         for (name, lambda) in &self.coupled {
             coupled.push(Coupled {
@@ -228,9 +233,22 @@ pub fn run_with(
     // lookahead as a coupling delay, which in lock-step is the same exchange as the step and
     // would be counted twice. The dynamics go to the RTI as lock-step ones, for the partners
     // to ask for (see `LockStep::check_coupled_step`).
+    let fmu = Fmu::open(&config.fmu).map_err(|source| AdapterError::Fmu {
+        instance: config.instance.clone(),
+        source: Box::new(source),
+    })?;
+    let completed = config.with_model_defaults(fmu.description())?;
+    let config = &completed;
     let h = config.communication_step()?;
-    let mut adapter = Adapter::start(config, h)?;
-    info!(instance = %config.instance, step = %h, fmu = %config.fmu.display(), "FMU ready");
+    let mut adapter = Adapter::start(config, h, fmu)?;
+    info!(
+        instance = %config.instance,
+        step = %h,
+        start = %config.start,
+        stop = %config.stop,
+        fmu = %config.fmu.display(),
+        "FMU ready"
+    );
 
     let mut builder = Federate::builder(&config.federation, &config.instance)
         .create_federation(config.object_model())
@@ -302,13 +320,12 @@ enum Advance {
 }
 
 impl<'c> Adapter<'c> {
-    /// Opens, instantiates and initializes the FMU.
-    fn start(config: &'c AdapterConfig, h: SimDuration) -> Result<Self, AdapterError> {
+    /// Instantiates and initializes the opened FMU.
+    fn start(config: &'c AdapterConfig, h: SimDuration, fmu: Fmu) -> Result<Self, AdapterError> {
         let fmi = |source| AdapterError::Fmu {
             instance: config.instance.clone(),
             source: Box::new(source),
         };
-        let fmu = Fmu::open(&config.fmu).map_err(fmi)?;
         let resolved = config.resolve(fmu.description())?;
         let capabilities = &fmu.description().co_simulation;
         let retry = if !capabilities.can_handle_variable_communication_step_size {

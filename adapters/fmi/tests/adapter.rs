@@ -729,3 +729,31 @@ fn a_finished_run_terminates_the_fmu() {
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("fmi2Terminate: simulation over"), "{log}");
 }
+
+/// What the file does not say comes from the FMU's DefaultExperiment (the counter suggests 0 s
+/// to 1 s in steps of 10 ms); what it says wins.
+#[test]
+fn the_fmus_default_experiment_fills_what_the_file_leaves_out() {
+    let text = lone_counter("")
+        .replace("[experiment]\nstop = \"10ms\"\n", "")
+        .replace("[step]\nsize = \"1ms\"\n", "");
+    assert!(
+        !text.contains("[experiment]") && !text.contains("[step]"),
+        "{text}"
+    );
+    let (summary, _) = run_alone(&config(&text)).unwrap();
+    assert_eq!(
+        (summary.steps, summary.step, summary.final_time),
+        (
+            100,
+            SimDuration::from_millis(10).unwrap(),
+            SimTime::from_secs(1).unwrap()
+        )
+    );
+    let text = text.replace(
+        "[parameters]",
+        "[experiment]\nstop = \"50ms\"\n\n[parameters]",
+    );
+    let (summary, _) = run_alone(&config(&text)).unwrap();
+    assert_eq!(summary.steps, 5);
+}

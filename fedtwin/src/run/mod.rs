@@ -360,6 +360,7 @@ impl Run {
                 config.expect = expect;
                 config.start = self.file.start;
                 config.stop = self.file.stop;
+                config.experiment_given = (true, true);
                 config.rti = None;
                 if let Some(model) = &self.file.model {
                     config.object_classes = model
