@@ -240,6 +240,20 @@ pub fn run_with(
     let completed = config.with_model_defaults(fmu.description())?;
     let config = &completed;
     let h = config.communication_step()?;
+    let span = config.stop.ticks().abs_diff(config.start.ticks());
+    if span % h.ticks().max(1) != 0 {
+        // Lock-step keeps every step the same length (the lookahead promise is one step), so
+        // the run ends at the first whole step past the stop time.
+        let steps = step_count(config.start, config.stop, h);
+        warn!(
+            instance = %config.instance,
+            step = %h,
+            stop = %config.stop,
+            steps,
+            "the stop time is not a whole number of steps from the start; the run ends at the \
+             first step past it"
+        );
+    }
     let mut adapter = Adapter::start(config, h, fmu)?;
     info!(
         instance = %config.instance,
