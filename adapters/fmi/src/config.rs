@@ -58,7 +58,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::ModelDescription;
-use crate::model_description::{Causality, Initial, ScalarVariable, ValueType, Variability};
+use crate::model_description::{
+    Causality, Initial, ScalarVariable, ValueRange, ValueType, Variability,
+};
 
 /// Why an adapter configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +238,8 @@ pub struct Signals {
     pub references: Vec<u32>,
     /// Each one's type: Real, Integer or Boolean.
     pub types: Vec<ValueType>,
+    /// Each one's `min`/`max` from the model description.
+    pub ranges: Vec<ValueRange>,
 }
 
 impl Signals {
@@ -795,7 +799,14 @@ impl AdapterConfig {
                 ));
             }
             let found = mappable(variable, s.line, "subscribed into")?;
-            if let Some(takes) = s.start.and_then(|start| unfit(found, start)) {
+            let takes = s.start.and_then(|start| {
+                unfit(found, start).map(str::to_owned).or_else(|| {
+                    (!variable.range.contains(start))
+                        .then(|| variable.range.describe())
+                        .flatten()
+                })
+            });
+            if let Some(takes) = takes {
                 return Err(invalid(
                     s.line,
                     format!(
@@ -809,6 +820,7 @@ impl AdapterConfig {
             }
             inputs.references.push(variable.value_reference);
             inputs.types.push(found);
+            inputs.ranges.push(variable.range);
         }
 
         let mut real_parameters = (Vec::new(), Vec::new());
@@ -865,6 +877,12 @@ impl AdapterConfig {
                 )
             };
             let reference = variable.value_reference;
+            if let ParameterValue::Number(value) = p.value
+                && let Some(range) = variable.range.describe()
+                && !variable.range.contains(value)
+            {
+                return Err(refuse(&range));
+            }
             match (&p.value, found) {
                 (ParameterValue::Number(value), ValueType::Real) => {
                     real_parameters.0.push(reference);
@@ -1031,18 +1049,21 @@ start = -100.0
     const PLANT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <fmiModelDescription fmiVersion="2.0" modelName="Plant" guid="{0}">
   <CoSimulation modelIdentifier="Plant"/>
+  <TypeDefinitions>
+    <SimpleType name="Flow"><Real unit="m3/s" min="0"/></SimpleType>
+  </TypeDefinitions>
   <ModelVariables>
     <ScalarVariable name="g" valueReference="1" causality="local" variability="constant">
       <Real start="9.81"/>
     </ScalarVariable>
     <ScalarVariable name="level" valueReference="2" causality="local" initial="approx">
-      <Real start="1"/>
+      <Real start="1" min="0" max="2"/>
     </ScalarVariable>
     <ScalarVariable name="flow" valueReference="3" causality="local">
       <Real/>
     </ScalarVariable>
     <ScalarVariable name="inflow" valueReference="4" causality="input">
-      <Real start="0"/>
+      <Real declaredType="Flow" start="0"/>
     </ScalarVariable>
   </ModelVariables>
   <ModelStructure/>
@@ -1062,8 +1083,16 @@ start = -100.0
     #[test]
     fn start_values_go_where_fmi_allows_them_and_nowhere_else() {
         // A guessed start (initial="approx") may be set before initialization.
-        let resolved = resolve_plant("level = 2.5").unwrap();
-        assert_eq!(resolved.real_parameters, (vec![2], vec![2.5]));
+        let resolved = resolve_plant("level = 1.5").unwrap();
+        assert_eq!(resolved.real_parameters, (vec![2], vec![1.5]));
+        // The declared type's min reaches the input, for the checks of reflected values.
+        assert_eq!(
+            resolved.inputs.ranges,
+            [ValueRange {
+                min: Some(0.0),
+                max: None
+            }]
+        );
         let refused = |parameters: &str, expected: &str| {
             let message = resolve_plant(parameters).unwrap_err().to_string();
             assert!(
@@ -1077,8 +1106,27 @@ start = -100.0
         );
         refused("flow = 1.0", "without initial=\"exact\" or \"approx\"");
         refused(
+            "level = 2.5",
+            "`level` is a Real variable of plant.fmu and takes values from 0 to 2; 2.5 does not fit",
+        );
+        refused(
             "inflow = 1.0",
             "`inflow` is fed by `Feed.State.flow` (line 10) and set under [parameters] too",
+        );
+    }
+
+    #[test]
+    fn a_subscription_start_outside_the_inputs_range_is_refused() {
+        let text = "fmu = \"plant.fmu\"\ninstance = \"plant\"\nfederation = \"f\"\n\n\
+                    [[subscribe]]\nattribute = \"Feed.State.flow\"\nvariable = \"inflow\"\n\
+                    start = -1.0\n";
+        let config = AdapterConfig::parse(text, "plant.toml", Path::new("/cfg")).unwrap();
+        let description = ModelDescription::parse(PLANT).unwrap();
+        let message = config.resolve(&description).unwrap_err().to_string();
+        assert!(
+            message.contains("line 7:")
+                && message.contains("takes values of at least 0; its start -1 does not fit"),
+            "{message}"
         );
     }
 

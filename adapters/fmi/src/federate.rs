@@ -92,7 +92,7 @@ pub enum AdapterError {
         /// The input's type.
         value_type: ValueType,
         /// What the input takes.
-        takes: &'static str,
+        takes: Box<str>,
     },
     /// The federation refused or lost the federate.
     #[error("federate `{instance}`: {source}")]
@@ -724,7 +724,11 @@ impl LockStep<'_, '_> {
                     continue;
                 };
                 let value_type = self.adapter.resolved.inputs.types[i];
-                if let Some(takes) = unfit(value_type, value) {
+                let range = self.adapter.resolved.inputs.ranges[i];
+                let takes = unfit(value_type, value)
+                    .map(str::to_owned)
+                    .or_else(|| (!range.contains(value)).then(|| range.describe()).flatten());
+                if let Some(takes) = takes {
                     return Err(AdapterError::UnfitInput {
                         instance: config.instance.clone(),
                         attribute: format!("{}.{}", subscription.class, subscription.attribute),
@@ -732,7 +736,7 @@ impl LockStep<'_, '_> {
                         time: self.federate.time(),
                         variable: subscription.variable.clone(),
                         value_type,
-                        takes,
+                        takes: takes.into(),
                     });
                 }
                 self.adapter.inputs[i] = value;

@@ -163,8 +163,37 @@ pub struct ScalarVariable {
     pub initial: Option<Initial>,
     /// Its type and start value.
     pub kind: VariableKind,
+    /// The smallest and largest values it takes (`min`/`max` of a Real, Integer or
+    /// Enumeration, from the variable or its declared type), where the file says.
+    pub range: ValueRange,
     /// 1-based line of the element in the file.
     pub line: u32,
+}
+
+/// The `min` and `max` of a variable; either may be absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ValueRange {
+    /// Smallest value.
+    pub min: Option<f64>,
+    /// Largest value.
+    pub max: Option<f64>,
+}
+
+impl ValueRange {
+    /// Whether `value` lies within the range (NaN does not).
+    pub fn contains(&self, value: f64) -> bool {
+        self.min.is_none_or(|min| value >= min) && self.max.is_none_or(|max| value <= max)
+    }
+
+    /// "from 0.5 to 1", "at least 0", "at most 10", for messages; `None` for no range.
+    pub fn describe(&self) -> Option<String> {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => Some(format!("values from {min} to {max}")),
+            (Some(min), None) => Some(format!("values of at least {min}")),
+            (None, Some(max)) => Some(format!("values of at most {max}")),
+            (None, None) => None,
+        }
+    }
 }
 
 /// `causality` of a variable.
@@ -374,12 +403,12 @@ impl<'a, 'input> Parser<'a, 'input> {
             .map(|node| self.default_experiment(node))
             .transpose()?;
 
-        let units = match child(root, "TypeDefinitions") {
-            Some(node) => declared_units(node),
-            None => BTreeMap::new(),
+        let (units, ranges) = match child(root, "TypeDefinitions") {
+            Some(node) => (declared_units(node), declared_ranges(node)),
+            None => (BTreeMap::new(), BTreeMap::new()),
         };
         let variables = match child(root, "ModelVariables") {
-            Some(node) => self.variables(node, &units)?,
+            Some(node) => self.variables(node, &units, &ranges)?,
             None => Vec::new(),
         };
         let outputs = match child(root, "ModelStructure").and_then(|n| child(n, "Outputs")) {
@@ -442,10 +471,11 @@ impl<'a, 'input> Parser<'a, 'input> {
         &self,
         node: Node<'a, 'input>,
         units: &BTreeMap<&str, &str>,
+        ranges: &BTreeMap<&str, ValueRange>,
     ) -> Result<Vec<ScalarVariable>, DescriptionError> {
         node.children()
             .filter(|n| n.has_tag_name("ScalarVariable"))
-            .map(|n| self.variable(n, units))
+            .map(|n| self.variable(n, units, ranges))
             .collect()
     }
 
@@ -453,6 +483,7 @@ impl<'a, 'input> Parser<'a, 'input> {
         &self,
         node: Node<'a, 'input>,
         units: &BTreeMap<&str, &str>,
+        ranges: &BTreeMap<&str, ValueRange>,
     ) -> Result<ScalarVariable, DescriptionError> {
         let name = self.required(node, "name")?.to_owned();
         let value_reference = self.required(node, "valueReference")?;
@@ -513,6 +544,23 @@ impl<'a, 'input> Parser<'a, 'input> {
         };
 
         // The first child of a known type decides; annotations and vendor elements are skipped.
+        let typed = node.children().filter(Node::is_element).find(|n| {
+            matches!(
+                n.tag_name().name(),
+                "Real" | "Integer" | "Enumeration" | "Boolean" | "String"
+            )
+        });
+        let range = typed.map_or_else(ValueRange::default, |n| {
+            let declared = n
+                .attribute("declaredType")
+                .and_then(|t| ranges.get(t).copied())
+                .unwrap_or_default();
+            let own = range_of(n);
+            ValueRange {
+                min: own.min.or(declared.min),
+                max: own.max.or(declared.max),
+            }
+        });
         let kind = node
             .children()
             .filter(Node::is_element)
@@ -524,7 +572,16 @@ impl<'a, 'input> Parser<'a, 'input> {
                 line: self.line(node),
             })?;
 
+        let range = if matches!(
+            kind,
+            VariableKind::Boolean { .. } | VariableKind::String { .. }
+        ) {
+            ValueRange::default()
+        } else {
+            range
+        };
         Ok(ScalarVariable {
+            range,
             name,
             value_reference,
             causality,
@@ -701,6 +758,34 @@ fn declared_units<'a>(node: Node<'a, '_>) -> BTreeMap<&'a str, &'a str> {
             Some((name, real.attribute("unit")?))
         })
         .collect()
+}
+
+/// `min`/`max` of the Real, Integer and Enumeration types in `<TypeDefinitions>`, by type name.
+fn declared_ranges<'a>(node: Node<'a, '_>) -> BTreeMap<&'a str, ValueRange> {
+    node.children()
+        .filter(|n| n.has_tag_name("SimpleType"))
+        .filter_map(|simple| {
+            let name = simple.attribute("name")?;
+            let typed = simple
+                .children()
+                .find(|n| matches!(n.tag_name().name(), "Real" | "Integer" | "Enumeration"))?;
+            Some((name, range_of(typed)))
+        })
+        .collect()
+}
+
+/// The `min`/`max` attributes of a type element. Values that do not parse are left out: the
+/// range only adds checks, and a tool's odd spelling of one must not make the FMU unusable.
+fn range_of(node: Node<'_, '_>) -> ValueRange {
+    let bound = |name| {
+        node.attribute(name)
+            .and_then(parse_real)
+            .filter(|v| !v.is_nan())
+    };
+    ValueRange {
+        min: bound("min"),
+        max: bound("max"),
+    }
 }
 
 /// `xs:double`: also `INF`, `-INF` and `NaN`, and surrounding whitespace.
