@@ -554,19 +554,8 @@ impl Federation {
         if self.dynamics.is_empty() {
             return Ok(());
         }
-        let names: Vec<(FederateId, Arc<str>)> = self
-            .coupled_with(id)
-            .into_iter()
-            .map(|k| (k, self.federate_name(k)))
-            .collect();
-        let coupled: Vec<Coupled<'_>> = names
-            .iter()
-            .map(|(k, name)| Coupled {
-                name,
-                dynamics: self.dynamics.get(k).copied(),
-                max_step: None,
-            })
-            .collect();
+        let names = self.coupled_names(id);
+        let coupled = self.coupled(&names, false);
         match check_step(self.alpha, &coupled, step, delay) {
             Ok(()) => Ok(()),
             Err(error) if self.override_stability => {
@@ -580,24 +569,38 @@ impl Federation {
     /// The fastest dynamics declared, in either mode, among `id` and the federates coupled
     /// with it, with the declaring federate's name.
     fn coupled_dynamics(&self, id: FederateId) -> Option<(String, f64)> {
-        let names: Vec<(FederateId, Arc<str>)> = self
-            .coupled_with(id)
+        let names = self.coupled_names(id);
+        let coupled = self.coupled(&names, true);
+        fastest(&coupled).map(|(name, dynamics)| (name.to_owned(), dynamics.eigenvalue()))
+    }
+
+    /// [`Federation::coupled_with`] with names, which [`Coupled`] borrows.
+    fn coupled_names(&self, id: FederateId) -> Vec<(FederateId, Arc<str>)> {
+        self.coupled_with(id)
             .into_iter()
             .map(|k| (k, self.federate_name(k)))
-            .collect();
-        let coupled: Vec<Coupled<'_>> = names
+            .collect()
+    }
+
+    /// The step controller's view of `names`: their event-mode dynamics, and with `lock_step`
+    /// those that lock-step federates declared too.
+    fn coupled<'a>(
+        &self,
+        names: &'a [(FederateId, Arc<str>)],
+        lock_step: bool,
+    ) -> Vec<Coupled<'a>> {
+        names
             .iter()
             .map(|(k, name)| Coupled {
                 name,
                 dynamics: self
                     .dynamics
                     .get(k)
-                    .or_else(|| self.lock_step_dynamics.get(k))
+                    .or_else(|| lock_step.then(|| self.lock_step_dynamics.get(k)).flatten())
                     .copied(),
                 max_step: None,
             })
-            .collect();
-        fastest(&coupled).map(|(name, dynamics)| (name.to_owned(), dynamics.eigenvalue()))
+            .collect()
     }
 
     /// `id` and every federate that publishes what it subscribes to or subscribes to what it
