@@ -8,13 +8,13 @@ mod run;
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use federate_sdk::{Admin, Connector, EmbeddedRti, SimDuration, TlsFiles};
+use federate_sdk::{Admin, Connector, EmbeddedRti, SimDuration, SimTime, TlsFiles};
 use fedtwin_fmi::AdapterConfig;
 use fedtwin_rti::config::RtiConfig;
 use fedtwin_rti::tls::{self, RevocationReason, Role};
@@ -83,6 +83,10 @@ enum Command {
         /// Adapter configuration (adapter.toml); repeat for several FMUs in one process.
         #[arg(long, required = true)]
         config: Vec<PathBuf>,
+        /// Write every FMU's published outputs over time (`signals.csv`, one column per
+        /// `instance.variable`, and `summary.json`) into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Runs a whole federation described by a federation.toml: FMUs, built-in federates,
     /// external programs and CSV players, with a recorder writing CSV (and, with --plot, SVG
@@ -267,7 +271,7 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { file },
         } => audit_verify(&file),
         Command::Status { rti, identity } => status(&rti, &identity),
-        Command::Fmu { config } => fmu(&config),
+        Command::Fmu { config, out } => fmu(&config, out.as_deref()),
         Command::Example {
             example:
                 Example::PingPong {
@@ -423,7 +427,7 @@ fn certs(command: CertsCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn audit_verify(file: &std::path::Path) -> Result<(), String> {
+fn audit_verify(file: &Path) -> Result<(), String> {
     let verified = fedtwin_rti::audit::verify(file).map_err(|e| e.to_string())?;
     println!(
         "ok: {} records, chain intact, last hash {}",
@@ -491,7 +495,7 @@ fn status(rti: &str, identity: &IdentityArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn fmu(paths: &[PathBuf]) -> Result<(), String> {
+fn fmu(paths: &[PathBuf], out: Option<&Path>) -> Result<(), String> {
     // Check every file before starting anything, so that a bad file does not leave the other
     // adapters waiting at the start barrier.
     let mut configs = paths
@@ -541,14 +545,47 @@ fn fmu(paths: &[PathBuf]) -> Result<(), String> {
         connectors.push(connector);
     }
     info!(adapters = configs.len(), "running FMUs");
+    let began = std::time::Instant::now();
+    let recording = std::sync::Mutex::new(fedtwin_recorder::Recording::new());
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = configs
             .iter()
             .zip(connectors)
-            .map(|(config, connector)| scope.spawn(move || fedtwin_fmi::run(config, connector)))
+            .map(|(config, connector)| {
+                let recording = &recording;
+                let record = move |t: SimTime, outputs: &[f64]| {
+                    if out.is_none() {
+                        return;
+                    }
+                    // A poisoned lock only means another adapter panicked; its rows stay.
+                    let mut recording = recording
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for (p, value) in config.publish.iter().zip(outputs) {
+                        let column = format!("{}.{}", config.instance, p.variable);
+                        let attribute = format!("{}.{}", p.class, p.attribute);
+                        recording.signal(t, &column, &attribute, *value);
+                    }
+                };
+                scope.spawn(move || fedtwin_fmi::run_with(config, connector, record))
+            })
             .collect();
         handles.into_iter().map(|h| h.join()).collect()
     });
+    if let Some(dir) = out {
+        let recording = recording
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let written = recording
+            .write(dir, began.elapsed())
+            .map_err(|(path, e)| format!("cannot write {}: {e}", path.display()))?;
+        println!(
+            "recorded {} rows of {} signals: {}",
+            recording.rows(),
+            recording.columns().count(),
+            written.signals.display()
+        );
+    }
     let mut failures = Vec::new();
     for (config, result) in configs.iter().zip(results) {
         match result {

@@ -32,12 +32,32 @@ fn fedtwin(args: &[&Path]) -> Output {
 #[test]
 fn the_oscillator_example_runs_both_fmus_and_refuses_an_unstable_step() {
     let dir = example_dir("example");
-    let output = fedtwin(&[&dir.join("mass.toml"), &dir.join("spring.toml")]);
+    let out = dir.join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_fedtwin"))
+        .arg("fmu")
+        .args(["--config".as_ref(), dir.join("mass.toml").as_os_str()])
+        .args(["--config".as_ref(), dir.join("spring.toml").as_os_str()])
+        .args(["--out".as_ref(), out.as_os_str()])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("mass: 500 steps of 0.01s, reached 5s; x = "),
+        "{stdout}"
+    );
+    // --out: every published output over time, one row per step.
+    let csv = std::fs::read_to_string(out.join("signals.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time_s,mass.v,mass.x,spring.force"),
+        "{csv}"
+    );
+    assert_eq!(lines.count(), 501);
+    assert!(
+        stdout.contains("recorded 501 rows of 3 signals"),
         "{stdout}"
     );
     assert!(
