@@ -167,6 +167,19 @@ impl AdapterConfig {
     ///
     /// [`AdapterError::Unstable`] with the controller's message.
     pub fn communication_step(&self) -> Result<SimDuration, AdapterError> {
+        self.communication_step_with(None)
+    }
+
+    /// [`AdapterConfig::communication_step`] counting also `also`, a coupled federate's name
+    /// and declared `|lambda|` (as the RTI reports the fastest of them).
+    ///
+    /// # Errors
+    ///
+    /// As [`AdapterConfig::communication_step`].
+    pub fn communication_step_with(
+        &self,
+        also: Option<(&str, f64)>,
+    ) -> Result<SimDuration, AdapterError> {
         let dynamics = self
             .fastest_eigenvalue
             .map(Dynamics::from_eigenvalue)
@@ -176,16 +189,21 @@ impl AdapterConfig {
         // suggestion then beats the blind configured maximum.
         let suggested = self
             .suggested_step
-            .filter(|_| dynamics.is_none() && self.coupled.is_empty());
+            .filter(|_| dynamics.is_none() && self.coupled.is_empty() && also.is_none());
         let mut coupled = vec![Coupled {
             name: &self.instance,
             dynamics,
             max_step: suggested,
         }];
-        for (name, lambda) in &self.coupled {
+        let others = self
+            .coupled
+            .iter()
+            .map(|(name, lambda)| (name.as_str(), *lambda))
+            .chain(also);
+        for (name, lambda) in others {
             coupled.push(Coupled {
                 name,
-                dynamics: Some(Dynamics::from_eigenvalue(*lambda).map_err(AdapterError::Unstable)?),
+                dynamics: Some(Dynamics::from_eigenvalue(lambda).map_err(AdapterError::Unstable)?),
                 max_step: None,
             });
         }
@@ -240,46 +258,77 @@ pub fn run_with(
     let completed = config.with_model_defaults(fmu.description())?;
     let config = &completed;
     let h = config.communication_step()?;
-    let span = config.stop.ticks().abs_diff(config.start.ticks());
-    if span % h.ticks().max(1) != 0 {
-        // Lock-step keeps every step the same length (the lookahead promise is one step), so
-        // the run ends at the first whole step past the stop time.
-        let steps = step_count(config.start, config.stop, h);
-        warn!(
-            instance = %config.instance,
-            step = %h,
-            stop = %config.stop,
-            steps,
-            "the stop time is not a whole number of steps from the start; the run ends at the \
-             first step past it"
-        );
+    // With a start barrier and the step left to the controller, the step is chosen at the
+    // barrier, once the partners' declared dynamics are known, and the FMU initialized with
+    // it there: the federate joins with the smallest lookahead and raises it to the step.
+    let deferred = config.step_size.is_none() && !config.expect.is_empty();
+    let federation_error = |source| AdapterError::Federation {
+        instance: config.instance.clone(),
+        source,
+    };
+    let mut builder = Federate::builder(&config.federation, &config.instance)
+        .create_federation(config.object_model())
+        .time_regulating(if deferred { config.step.min_step } else { h })
+        .time_constrained();
+    if let Some(lambda) = config.fastest_eigenvalue {
+        builder = builder.lock_step_dynamics(lambda);
     }
-    let mut adapter = Adapter::start(config, h, fmu)?;
+    let (mut adapter, mut federate, objects, started) = if deferred {
+        let mut federate = builder
+            .join_blocking(connector.clone())
+            .map_err(federation_error)?;
+        match start_at_barrier(&mut federate, config, fmu) {
+            Ok((adapter, objects, outputs)) => (adapter, federate, objects, Some(outputs)),
+            Err(error) => {
+                warn!(instance = %config.instance, "start failed, resigning: {error}");
+                let _ = federate.resign();
+                return Err(error);
+            }
+        }
+    } else {
+        let adapter = Adapter::start(config, h, fmu)?;
+        let federate = builder
+            // An embedded RTI lives as long as a handle to it: keep `connector` until the end.
+            .join_blocking(connector.clone())
+            .map_err(federation_error)?;
+        (adapter, federate, Vec::new(), None)
+    };
     info!(
         instance = %config.instance,
-        step = %h,
+        step = %adapter.h,
         start = %config.start,
         stop = %config.stop,
         fmu = %config.fmu.display(),
         "FMU ready"
     );
-
-    let mut builder = Federate::builder(&config.federation, &config.instance)
-        .create_federation(config.object_model())
-        .time_regulating(h)
-        .time_constrained();
-    if let Some(lambda) = config.fastest_eigenvalue {
-        builder = builder.lock_step_dynamics(lambda);
+    let span = config.stop.ticks().abs_diff(config.start.ticks());
+    if span % adapter.h.ticks().max(1) != 0 {
+        // Lock-step keeps every step the same length (the lookahead promise is one step), so
+        // the run ends at the first whole step past the stop time.
+        warn!(
+            instance = %config.instance,
+            step = %adapter.h,
+            stop = %config.stop,
+            steps = step_count(config.start, config.stop, adapter.h),
+            "the stop time is not a whole number of steps from the start; the run ends at the \
+             first step past it"
+        );
     }
-    let federate = builder
-        // An embedded RTI lives as long as a handle to it: keep `connector` until the end.
-        .join_blocking(connector.clone())
-        .map_err(|source| adapter.federation_error(source))?;
+    let deliveries = if started.is_some() {
+        federate.take_deliveries().map_err(federation_error)?
+    } else {
+        Vec::new()
+    };
     let mut lockstep = LockStep {
         federate,
-        objects: Vec::new(),
+        objects,
         adapter: &mut adapter,
+        started,
     };
+    if let Err(error) = lockstep.reflect(&deliveries, false) {
+        let _ = lockstep.federate.resign();
+        return Err(error);
+    }
     match lockstep.run(on_outputs) {
         Ok(summary) => {
             lockstep
@@ -323,8 +372,11 @@ struct Adapter<'a> {
 struct LockStep<'a, 'c> {
     federate: blocking::Federate,
     /// One registered object per published class, with its publications' indices.
-    objects: Vec<(ObjectInstance, Vec<usize>)>,
+    objects: Objects,
     adapter: &'a mut Adapter<'c>,
+    /// The outputs at the start time, when the start barrier is already behind
+    /// ([`start_at_barrier`]).
+    started: Option<Vec<f64>>,
 }
 
 /// How one communication step ended.
@@ -518,7 +570,6 @@ impl LockStep<'_, '_> {
     ) -> Result<RunSummary, AdapterError> {
         let config = self.adapter.config;
         let h = self.adapter.h;
-        self.declare()?;
 
         // Federation time `T` is FMU time `start + (T - joined)`.
         let joined = self.federate.time();
@@ -527,11 +578,21 @@ impl LockStep<'_, '_> {
                 .start
                 .saturating_add(SimDuration::from_ticks(t.ticks().abs_diff(joined.ticks())))
         };
-        let mut outputs = self.adapter.outputs()?;
-        on_outputs(config.start, &outputs);
-        if !config.expect.is_empty() {
-            self.start_barrier(&outputs)?;
-        }
+        let mut outputs = match self.started.take() {
+            Some(outputs) => {
+                on_outputs(config.start, &outputs);
+                outputs
+            }
+            None => {
+                self.declare()?;
+                let outputs = self.adapter.outputs()?;
+                on_outputs(config.start, &outputs);
+                if !config.expect.is_empty() {
+                    self.start_barrier(&outputs)?;
+                }
+                outputs
+            }
+        };
         self.check_coupled_step(h)?;
 
         let total = step_count(config.start, config.stop, h);
@@ -629,46 +690,8 @@ impl LockStep<'_, '_> {
 
     /// Publishes, subscribes and registers one object per published class.
     fn declare(&mut self) -> Result<(), AdapterError> {
-        let config = self.adapter.config;
-        let error = |adapter: &Adapter<'_>, e| adapter.federation_error(e);
-        let published: Vec<String> = config
-            .publish
-            .iter()
-            .map(|p| format!("{}.{}", p.class, p.attribute))
-            .collect();
-        let subscribed: Vec<String> = config
-            .subscribe
-            .iter()
-            .map(|s| format!("{}.{}", s.class, s.attribute))
-            .collect();
-        if !published.is_empty() {
-            self.federate
-                .publish(&as_str(&published))
-                .map_err(|e| error(self.adapter, e))?;
-        }
-        if !subscribed.is_empty() {
-            self.federate
-                .subscribe(&as_str(&subscribed))
-                .map_err(|e| error(self.adapter, e))?;
-        }
-        let classes = config.published_classes();
-        let single = classes.len() == 1;
-        for (class, publications) in classes {
-            let name = if single {
-                config.instance.clone()
-            } else {
-                format!("{}/{class}", config.instance)
-            };
-            let object = self
-                .federate
-                .register_object(class, Some(&name))
-                .map_err(|e| error(self.adapter, e))?;
-            let indices = publications
-                .iter()
-                .filter_map(|p| config.publish.iter().position(|q| std::ptr::eq(q, *p)))
-                .collect();
-            self.objects.push((object, indices));
-        }
+        self.objects = declare(&mut self.federate, self.adapter.config)
+            .map_err(|e| self.adapter.federation_error(e))?;
         Ok(())
     }
 
@@ -743,6 +766,102 @@ impl LockStep<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The registered objects, one per published class, with the indices of their publications.
+type Objects = Vec<(ObjectInstance, Vec<usize>)>;
+
+/// Publishes, subscribes and registers one object per published class.
+fn declare(
+    federate: &mut blocking::Federate,
+    config: &AdapterConfig,
+) -> Result<Objects, federate_sdk::Error> {
+    let published: Vec<String> = config
+        .publish
+        .iter()
+        .map(|p| format!("{}.{}", p.class, p.attribute))
+        .collect();
+    let subscribed: Vec<String> = config
+        .subscribe
+        .iter()
+        .map(|s| format!("{}.{}", s.class, s.attribute))
+        .collect();
+    if !published.is_empty() {
+        federate.publish(&as_str(&published))?;
+    }
+    if !subscribed.is_empty() {
+        federate.subscribe(&as_str(&subscribed))?;
+    }
+    let classes = config.published_classes();
+    let single = classes.len() == 1;
+    let mut objects = Vec::with_capacity(classes.len());
+    for (class, publications) in classes {
+        let name = if single {
+            config.instance.clone()
+        } else {
+            format!("{}/{class}", config.instance)
+        };
+        let object = federate.register_object(class, Some(&name))?;
+        let indices = publications
+            .iter()
+            .filter_map(|p| config.publish.iter().position(|q| std::ptr::eq(q, *p)))
+            .collect();
+        objects.push((object, indices));
+    }
+    Ok(objects)
+}
+
+/// Declares, then passes the start barrier choosing the step there: once everyone has joined
+/// and declared (`ready`), the RTI knows the fastest dynamics declared among the federates
+/// coupled with this one; the step is chosen with them, the FMU initialized with it, its
+/// outputs sent and the lookahead raised to the step before anyone may advance (`start`).
+fn start_at_barrier<'c>(
+    federate: &mut blocking::Federate,
+    config: &'c AdapterConfig,
+    fmu: Fmu,
+) -> Result<(Adapter<'c>, Objects, Vec<f64>), AdapterError> {
+    let federation_error = |source| AdapterError::Federation {
+        instance: config.instance.clone(),
+        source,
+    };
+    let objects = declare(federate, config).map_err(federation_error)?;
+    let expected = as_str(&config.expect);
+    let mut fmu = Some(fmu);
+    let mut started = None;
+    let barrier = hosted::start_barrier(federate, &expected, |federate| {
+        let result = (|| {
+            let fastest = federate.coupled_dynamics().map_err(federation_error)?;
+            let h =
+                config.communication_step_with(fastest.as_ref().map(|(n, l)| (n.as_str(), *l)))?;
+            let fmu = fmu.take().ok_or_else(|| {
+                federation_error(federate_sdk::Error::Protocol(
+                    "the barrier ran twice".into(),
+                ))
+            })?;
+            let mut adapter = Adapter::start(config, h, fmu)?;
+            let outputs = adapter.outputs()?;
+            publish(federate, config, &objects, &outputs, None).map_err(federation_error)?;
+            federate.modify_lookahead(h).map_err(federation_error)?;
+            Ok((adapter, outputs))
+        })();
+        let failed = result.is_err();
+        started = Some(result);
+        if failed {
+            // The adapter's own error is kept in `started`; this only stops the barrier.
+            return Err(federate_sdk::Error::Protocol(
+                "the FMU could not start".into(),
+            ));
+        }
+        Ok(())
+    });
+    match (started, barrier) {
+        (Some(Err(error)), _) => Err(error),
+        (_, Err(error)) => Err(federation_error(error)),
+        (Some(Ok((adapter, outputs))), Ok(())) => Ok((adapter, objects, outputs)),
+        (None, Ok(())) => Err(federation_error(federate_sdk::Error::Protocol(
+            "the start barrier passed without starting the FMU".into(),
+        ))),
     }
 }
 

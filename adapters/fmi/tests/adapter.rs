@@ -186,6 +186,30 @@ fn a_step_unstable_for_a_coupled_fmu_is_refused_naming_it() {
     );
 }
 
+/// Adapters started apart that leave the step to the controller choose it at the start
+/// barrier, from the fastest dynamics the RTI knows among the federates coupled with them:
+/// the mass (|lambda| = 10) takes the spring's 18 ms (|lambda| = 100), not its own 180 ms.
+#[test]
+fn adapters_started_apart_choose_one_stable_step_at_the_barrier() {
+    let [mass, spring] = oscillator("barrier-step", "10ms", "1s", false).map(|text| {
+        let text = text.replace("size = \"10ms\"\n", "");
+        assert!(!text.lines().any(|l| l.starts_with("size")), "{text}");
+        text
+    });
+    let spring = spring.replace("fastest_eigenvalue = 10.0", "fastest_eigenvalue = 100.0");
+    let rti = Connector::from(EmbeddedRti::start().unwrap());
+    let spring = config(&spring);
+    let spring_rti = rti.clone();
+    let spring = thread::spawn(move || fedtwin_fmi::run(&spring, spring_rti));
+    let mass = fedtwin_fmi::run(&config(&mass), rti).unwrap();
+    let spring = spring.join().unwrap().unwrap();
+    let step = SimDuration::from_millis(18).unwrap();
+    assert_eq!((mass.step, spring.step), (step, step));
+    assert_eq!((mass.steps, spring.steps), (56, 56));
+    // Stable: the position decays as the critically damped oscillator's does.
+    assert!(mass.outputs[0].1.abs() < 0.1, "{mass}");
+}
+
 #[test]
 fn a_step_above_the_stability_bound_is_refused_with_the_numbers() {
     let texts = oscillator("refused", "250ms", "10s", false);
