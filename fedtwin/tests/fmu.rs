@@ -108,3 +108,35 @@ fn adapters_run_together_share_their_dynamics_and_need_their_own_names() {
         "{stderr}"
     );
 }
+
+/// A process killed before it could remove its unpacked FMU leaves a folder behind; the next
+/// run removes the folders of processes that are gone, and never a live one's.
+#[test]
+fn unpacked_fmus_of_dead_processes_are_swept_away() {
+    let dir = example_dir("sweep");
+    let tmp = dir.join("tmp");
+    let mut finished = Command::new("true").spawn().unwrap();
+    finished.wait().unwrap();
+    let dead = tmp.join(format!("fedtwin-fmu-{}-0-0", finished.id()));
+    let alive = tmp.join(format!("fedtwin-fmu-{}-0-0", std::process::id()));
+    for leftover in [&dead, &alive] {
+        std::fs::create_dir_all(leftover.join("binaries")).unwrap();
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_fedtwin"))
+        .env("TMPDIR", &tmp)
+        .arg("fmu")
+        .args(["--config".as_ref(), dir.join("mass.toml").as_os_str()])
+        .args(["--config".as_ref(), dir.join("spring.toml").as_os_str()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(!dead.exists(), "the dead process's folder is still there");
+    assert!(alive.exists(), "a live process's folder was removed");
+    // The run's own folders went with it.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, [alive.file_name().unwrap().to_owned()]);
+}

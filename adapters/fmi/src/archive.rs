@@ -174,7 +174,9 @@ fn link_stays_inside(parent: &Path, link: &str) -> bool {
 
 fn create_private_dir() -> Result<PathBuf, FmiError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
     let base = std::env::temp_dir();
+    SWEPT.call_once(|| sweep_leftovers(&base));
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -191,6 +193,42 @@ fn create_private_dir() -> Result<PathBuf, FmiError> {
             // Left over by a process that had the same id; take the next name.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
             Err(source) => return Err(io_error("create the directory", &dir, source)),
+        }
+    }
+}
+
+/// Removes the unpacked FMUs of processes that are gone: a process killed (SIGKILL, Ctrl-C
+/// without a handler) never runs the `Drop` that removes its folder. Only folders named by
+/// this crate whose process id no longer runs are touched; on systems without `/proc`,
+/// nothing is.
+fn sweep_leftovers(base: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("fedtwin-fmu-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        match fs::remove_dir_all(entry.path()) {
+            Ok(()) => {
+                tracing::debug!(dir = %entry.path().display(), "removed an unpacked FMU left by a process that is gone")
+            }
+            // Another user's, or already gone: not ours to insist on.
+            Err(error) => {
+                tracing::debug!(%error, dir = %entry.path().display(), "left an old unpacked FMU")
+            }
         }
     }
 }
