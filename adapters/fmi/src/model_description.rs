@@ -769,7 +769,23 @@ fn declared_ranges<'a>(node: Node<'a, '_>) -> BTreeMap<&'a str, ValueRange> {
             let typed = simple
                 .children()
                 .find(|n| matches!(n.tag_name().name(), "Real" | "Integer" | "Enumeration"))?;
-            Some((name, range_of(typed)))
+            let mut range = range_of(typed);
+            if typed.has_tag_name("Enumeration") {
+                // By default an enumeration takes the values of its items, smallest to largest.
+                let items = typed
+                    .children()
+                    .filter(|n| n.has_tag_name("Item"))
+                    .filter_map(|item| item.attribute("value").and_then(parse_integer));
+                let (low, high) = items.fold((None, None), |(low, high), v| {
+                    (
+                        Some(low.map_or(v, |l: i32| l.min(v))),
+                        Some(high.map_or(v, |h: i32| h.max(v))),
+                    )
+                });
+                range.min = range.min.or(low.map(f64::from));
+                range.max = range.max.or(high.map(f64::from));
+            }
+            Some((name, range))
         })
         .collect()
 }
@@ -979,9 +995,27 @@ mod tests {
                 unit: Some("m3/s".into())
             }
         );
+        assert_eq!(
+            inflow.range,
+            ValueRange {
+                min: Some(0.0),
+                max: None
+            }
+        );
+        let volume = md.variable("volume").unwrap();
+        assert_eq!(volume.range.min, Some(0.0), "min from the declared type");
         let mode = md.variable("mode").unwrap();
         assert_eq!(mode.variability, Variability::Fixed);
         assert_eq!(mode.kind, VariableKind::Enumeration { start: Some(2) });
+        assert_eq!(
+            mode.range,
+            ValueRange {
+                min: Some(1.0),
+                max: Some(2.0)
+            },
+            "an enumeration takes its items' values"
+        );
+        assert!(!mode.range.contains(3.0) && mode.range.contains(2.0));
         assert_eq!(mode.kind.value_type(), ValueType::Integer);
         let alarm = md.variable("alarm").unwrap();
         assert_eq!(alarm.kind, VariableKind::Boolean { start: None });
