@@ -132,6 +132,9 @@ pub enum ModelError {
     /// A name is given twice where names must be unique.
     #[error("`{0}` is defined twice in the object model")]
     Duplicate(String),
+    /// The model names more classes and members than [`ObjectModel::MAX_NAMES`].
+    #[error("the object model names {0} classes and members; at most {max} are allowed", max = ObjectModel::MAX_NAMES)]
+    TooLarge(usize),
     /// A name is empty, has empty dotted parts, or (for attributes and parameters) a dot.
     #[error("`{0}` is not a valid name: use non-empty dotted identifiers such as `Grid.Bus`")]
     InvalidName(String),
@@ -141,9 +144,28 @@ pub enum ModelError {
 }
 
 impl ObjectModel {
+    /// The most classes and members (attributes, parameters) a model may name, merged
+    /// models included: far beyond any real federation, and well within a frame.
+    pub const MAX_NAMES: usize = 65_536;
+
     /// An empty model.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many classes and members the model names.
+    pub fn name_count(&self) -> usize {
+        let objects = self
+            .object_classes
+            .iter()
+            .map(|c| 1 + c.attributes.len())
+            .sum::<usize>();
+        let interactions = self
+            .interaction_classes
+            .iter()
+            .map(|c| 1 + c.parameters.len())
+            .sum::<usize>();
+        objects + interactions
     }
 
     /// Adds an object class with attributes (builder style).
@@ -178,6 +200,10 @@ impl ObjectModel {
     ///
     /// [`ModelError::InvalidName`] or [`ModelError::Duplicate`] naming the first offender.
     pub fn validate(&self) -> Result<(), ModelError> {
+        let names = self.name_count();
+        if names > Self::MAX_NAMES {
+            return Err(ModelError::TooLarge(names));
+        }
         let mut classes = std::collections::BTreeSet::new();
         for class in &self.object_classes {
             check_dotted(&class.name)?;
@@ -339,14 +365,21 @@ fn merge_classes<C: Clone>(
     parts: fn(&mut C) -> (&String, &mut Vec<String>),
     added: &mut Vec<String>,
 ) {
+    // An index, not a search per class: models may hold thousands of classes.
+    let mut index: std::collections::HashMap<String, usize> = into
+        .iter_mut()
+        .enumerate()
+        .map(|(i, c)| (parts(c).0.clone(), i))
+        .collect();
     for class in from {
         let mut class = class.clone();
         let (name, members) = parts(&mut class);
-        match into.iter_mut().position(|c| parts(c).0 == name) {
-            Some(i) => merge_members(name, parts(&mut into[i]).1, members, added),
+        match index.get(name) {
+            Some(&i) => merge_members(name, parts(&mut into[i]).1, members, added),
             None => {
                 added.push(name.clone());
                 added.extend(members.iter().map(|m| format!("{name}.{m}")));
+                index.insert(name.clone(), into.len());
                 into.push(class);
             }
         }

@@ -239,7 +239,7 @@ async fn raw_exchange(
                 .unwrap()
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            crypto.alpn_protocols = vec![b"fedtwin/1".to_vec()];
+            crypto.alpn_protocols = vec![tls::ALPN.to_vec()];
             let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
             quinn::ClientConfig::new(Arc::new(quic))
         }

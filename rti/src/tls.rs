@@ -77,8 +77,10 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, DnsName, Pr
 use time::{Duration, OffsetDateTime};
 use tracing::{debug, warn};
 
-/// The ALPN protocol identifier both ends require.
-pub const ALPN: &[u8] = b"fedtwin/1";
+/// The ALPN protocol identifier both ends require. The number changes with every change of
+/// the wire messages: postcard numbers enum variants by position, so an old peer would
+/// misread a new one's messages instead of being refused at the handshake.
+pub const ALPN: &[u8] = b"fedtwin/2";
 
 /// A federate's (or admin's) identity, taken from its verified certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

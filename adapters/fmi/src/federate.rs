@@ -187,9 +187,17 @@ impl AdapterConfig {
             .map_err(AdapterError::Unstable)?;
         // With no dynamics declared anywhere the controller knows no bound: the FMU's own
         // suggestion then beats the blind configured maximum.
+        // Within the configured range: a smaller one would break the lookahead the adapter
+        // joins with when it chooses at the start barrier.
         let suggested = self
             .suggested_step
-            .filter(|_| dynamics.is_none() && self.coupled.is_empty() && also.is_none());
+            .filter(|_| dynamics.is_none() && self.coupled.is_empty() && also.is_none())
+            .map(|s| {
+                s.clamp(
+                    self.step.min_step,
+                    self.step.max_step.max(self.step.min_step),
+                )
+            });
         let mut coupled = vec![Coupled {
             name: &self.instance,
             dynamics,
@@ -834,6 +842,13 @@ fn start_at_barrier<'c>(
             let fastest = federate.coupled_dynamics().map_err(federation_error)?;
             let h =
                 config.communication_step_with(fastest.as_ref().map(|(n, l)| (n.as_str(), *l)))?;
+            if h < config.step.min_step {
+                // The federate joined with this lookahead; a lookahead cannot be taken back.
+                return Err(AdapterError::Unstable(StepError::InvalidSettings(format!(
+                    "the chosen step {h} is below the smallest step {}",
+                    config.step.min_step
+                ))));
+            }
             let fmu = fmu.take().ok_or_else(|| {
                 federation_error(federate_sdk::Error::Protocol(
                     "the barrier ran twice".into(),

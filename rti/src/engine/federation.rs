@@ -141,9 +141,20 @@ impl Federation {
     /// Merges a joining party's model into the federation's (see [`ObjectModel::merge`]) and
     /// returns what was added. Existing handles keep their meaning, so federates already
     /// joined go on with the model they were given; later joiners get the merged one.
-    pub(crate) fn merge_model(&mut self, module: &ObjectModel) -> Vec<String> {
+    ///
+    /// # Errors
+    ///
+    /// [`RtiError::InvalidObjectModel`] when the merged model would be too large; nothing
+    /// changes then.
+    pub(crate) fn merge_model(&mut self, module: &ObjectModel) -> Result<Vec<String>, RtiError> {
         let mut model = (*self.model).clone();
         let added = model.merge(module);
+        if model.name_count() > ObjectModel::MAX_NAMES {
+            return Err(RtiError::InvalidObjectModel(format!(
+                "merged with the federation's, {}",
+                fedtwin_core::model::ModelError::TooLarge(model.name_count())
+            )));
+        }
         if !added.is_empty() {
             self.classes
                 .resize_with(model.object_classes.len(), ClassDeclarations::default);
@@ -153,7 +164,7 @@ impl Federation {
             );
             self.model = Arc::new(model);
         }
-        added
+        Ok(added)
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -429,7 +440,8 @@ impl Federation {
             } => {
                 let dynamics = Dynamics::from_eigenvalue(fastest_eigenvalue)
                     .map_err(|e| RtiError::Unstable(e.to_string()))?;
-                self.lock_step_dynamics.remove(&id);
+                // A refused declaration changes nothing, a lock-step one included.
+                let previous_lock_step = self.lock_step_dynamics.remove(&id);
                 let previous = self.dynamics.insert(id, dynamics);
                 let lookahead = self.time.lookahead(id).unwrap_or(SimDuration::ZERO);
                 if let Err(error) = self.check_stability(id, SimDuration::ZERO, lookahead) {
@@ -437,6 +449,9 @@ impl Federation {
                         Some(previous) => self.dynamics.insert(id, previous),
                         None => self.dynamics.remove(&id),
                     };
+                    if let Some(lock_step) = previous_lock_step {
+                        self.lock_step_dynamics.insert(id, lock_step);
+                    }
                     return Err(error);
                 }
                 Ok(Response::Done)
@@ -551,7 +566,9 @@ impl Federation {
         step: SimDuration,
         delay: SimDuration,
     ) -> Result<(), RtiError> {
-        if self.dynamics.is_empty() {
+        // A lock-step federate checks its own steps (its lookahead is its step, which this
+        // rule would count twice) with its own safety factor.
+        if self.dynamics.is_empty() || self.lock_step_dynamics.contains_key(&id) {
             return Ok(());
         }
         let names = self.coupled_names(id);

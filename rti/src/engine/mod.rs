@@ -596,14 +596,20 @@ impl Engine {
                 return Err(RtiError::FederationNotFound(name));
             };
             // Each party brings the classes it knows, as HLA federates bring FOM modules.
-            let added = existing.merge_model(&model);
+            let added = existing.merge_model(&model)?;
             if !added.is_empty() {
-                info!(federation = %name, added = ?added, "object model extended");
+                // The first names say what came; a large model must not make a huge record.
+                const SHOWN: usize = 20;
+                let mut detail = added[..added.len().min(SHOWN)].join(", ");
+                if added.len() > SHOWN {
+                    detail.push_str(&format!(" and {} more", added.len() - SHOWN));
+                }
+                info!(federation = %name, added = %detail, "object model extended");
                 self.outbox.audit(
                     AuditKind::ModelExtended,
                     &name,
                     None,
-                    format!("added {}", added.join(", ")),
+                    format!("added {detail}"),
                 );
             }
             return Ok(Response::Done);

@@ -154,3 +154,19 @@ fn a_later_party_extends_the_model_and_earlier_federates_keep_their_handles() {
         [vec![ParameterHandle(0), ParameterHandle(1)]]
     );
 }
+
+#[test]
+fn a_merge_that_would_make_the_model_too_large_is_refused_and_changes_nothing() {
+    let mut h = Harness::new();
+    let c = h.connect();
+    let names = |prefix: &'static str, n: usize| (0..n).map(move |i| format!("{prefix}{i}"));
+    let big = ObjectModel::new().with_object_class("Grid.Bus", names("a", 60_000));
+    assert_eq!(h.request(c, create(big.clone(), true)), Ok(Response::Done));
+    let more = ObjectModel::new().with_object_class("Grid.Bus", names("b", 6_000));
+    let refused = h.request(c, create(more, true));
+    assert!(
+        matches!(&refused, Err(RtiError::InvalidObjectModel(m)) if m.contains("at most 65536")),
+        "{refused:?}"
+    );
+    assert_eq!(join(&mut h, c, "after"), big);
+}

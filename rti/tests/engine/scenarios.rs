@@ -611,4 +611,25 @@ fn lock_step_dynamics_are_reported_to_coupled_federates_and_refuse_nothing() {
         h.request(mass, query),
         Ok(Response::CoupledDynamics(Some(("spring".into(), 100.0))))
     );
+    // An event-mode federate with fast dynamics coupled to the mass: its own steps are checked,
+    // the lock-step mass's still are not (the refused declaration above left it lock-step).
+    let grid = h.join("grid", "grid", Some(ms(5)), true);
+    let subscribe = Request::SubscribeObjectClass {
+        class: bus,
+        attributes: vec![AttributeHandle(0)],
+    };
+    h.request(grid, subscribe).unwrap();
+    let publish = Request::PublishObjectClass {
+        class: bus,
+        attributes: vec![AttributeHandle(0)],
+    };
+    h.request(mass, publish).unwrap();
+    assert_eq!(h.request(grid, declare(100.0, false)), Ok(Response::Done));
+    let _ = h.callbacks(mass);
+    assert_eq!(h.request(mass, tar(100)), Ok(Response::Pending));
+    let refused = h.request(grid, tar(50));
+    assert!(
+        matches!(refused, Err(fedtwin_core::RtiError::Unstable(_))),
+        "{refused:?}"
+    );
 }
