@@ -572,21 +572,22 @@ fn fmu(paths: &[PathBuf], out: Option<&Path>) -> Result<(), String> {
             .collect();
         handles.into_iter().map(|h| h.join()).collect()
     });
+    let mut failures = Vec::new();
     if let Some(dir) = out {
         let recording = recording
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let written = recording
-            .write(dir, began.elapsed())
-            .map_err(|(path, e)| format!("cannot write {}: {e}", path.display()))?;
-        println!(
-            "recorded {} rows of {} signals: {}",
-            recording.rows(),
-            recording.columns().count(),
-            written.signals.display()
-        );
+        match recording.write(dir, began.elapsed()) {
+            Ok(written) => println!(
+                "recorded {} rows of {} signals: {}",
+                recording.rows(),
+                recording.columns().count(),
+                written.signals.display()
+            ),
+            // Reported with the adapters' own failures, not instead of them.
+            Err((path, e)) => failures.push(format!("cannot write {}: {e}", path.display())),
+        }
     }
-    let mut failures = Vec::new();
     for (config, result) in configs.iter().zip(results) {
         match result {
             Ok(Ok(summary)) => println!("{}: {summary}", config.instance),

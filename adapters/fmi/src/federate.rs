@@ -756,6 +756,13 @@ impl LockStep<'_, '_> {
                 };
                 let value_type = self.adapter.resolved.inputs.types[i];
                 let range = self.adapter.resolved.inputs.ranges[i];
+                // A partner's rounding (-1e-17 for a min of 0) is no reason to stop a run: a
+                // Real value that far from a bound takes the bound.
+                let value = if value_type == ValueType::Real {
+                    range.snap(value)
+                } else {
+                    value
+                };
                 let takes = unfit(value_type, value)
                     .map(str::to_owned)
                     .or_else(|| (!range.contains(value)).then(|| range.describe()).flatten());

@@ -185,6 +185,17 @@ impl ValueRange {
         self.min.is_none_or(|min| value >= min) && self.max.is_none_or(|max| value <= max)
     }
 
+    /// `value`, or the bound it lies outside of by no more than rounding could explain
+    /// (1e-9 relative, at least 1e-12 absolute).
+    pub fn snap(&self, value: f64) -> f64 {
+        let near = |bound: f64| (value - bound).abs() <= (bound.abs() * 1e-9).max(1e-12);
+        match (self.min, self.max) {
+            (Some(min), _) if value < min && near(min) => min,
+            (_, Some(max)) if value > max && near(max) => max,
+            _ => value,
+        }
+    }
+
     /// "from 0.5 to 1", "at least 0", "at most 10", for messages; `None` for no range.
     pub fn describe(&self) -> Option<String> {
         match (self.min, self.max) {
@@ -1016,6 +1027,11 @@ mod tests {
             "an enumeration takes its items' values"
         );
         assert!(!mode.range.contains(3.0) && mode.range.contains(2.0));
+        // Rounding next to a bound snaps to it; anything more stays out.
+        assert_eq!(inflow.range.snap(-1e-17), 0.0);
+        assert_eq!(inflow.range.snap(-1e-3), -1e-3);
+        assert_eq!(mode.range.snap(2.000_000_000_1), 2.0);
+        assert_eq!(mode.range.snap(1.5), 1.5);
         assert_eq!(mode.kind.value_type(), ValueType::Integer);
         let alarm = md.variable("alarm").unwrap();
         assert_eq!(alarm.kind, VariableKind::Boolean { start: None });
