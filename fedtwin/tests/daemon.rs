@@ -585,6 +585,8 @@ fn revoking_while_the_daemon_runs_refuses_the_next_connection_and_closes_the_ope
 fn an_unusable_list_written_while_the_daemon_runs_leaves_the_one_in_force() {
     let scratch = Scratch::new("bad-reload");
     let (certs, config) = federation_setup(&scratch);
+    let older = scratch.path("older-crl.pem");
+    std::fs::copy(certs.join("crl.pem"), &older).unwrap();
     tls::revoke(&certs, "mallory", tls::RevocationReason::default()).unwrap();
     let log = scratch.path("daemon.log");
     let daemon = Daemon::start_logging(&config, std::fs::File::create(&log).unwrap());
@@ -621,6 +623,16 @@ fn an_unusable_list_written_while_the_daemon_runs_leaves_the_one_in_force() {
         Duration::from_secs(10),
         "the daemon notices the removal",
         || logged("revocation list removed"),
+    );
+    let refused = join("mallory").unwrap_err();
+    assert!(matches!(refused, Error::CertificateRevoked(_)), "{refused}");
+
+    // A valid but older list, from before mallory's revocation, does not take it back.
+    std::fs::copy(&older, certs.join("crl.pem")).unwrap();
+    within(
+        Duration::from_secs(10),
+        "the daemon refuses the older list",
+        || logged("lacks revocations of the one in force"),
     );
     let refused = join("mallory").unwrap_err();
     assert!(matches!(refused, Error::CertificateRevoked(_)), "{refused}");

@@ -331,6 +331,21 @@ async fn watch_revocations(
                 continue;
             }
         };
+        // Revocations only accumulate: a list without some of those in force (an old copy
+        // restored from a backup, say) would let revoked certificates back in.
+        let dropped = publish
+            .borrow()
+            .as_ref()
+            .map_or(0, |current| current.missing_from(&revocations));
+        if dropped > 0 {
+            warn!(
+                crl = %path.display(),
+                dropped,
+                "revocation list not reloaded: it lacks revocations of the one in force; \
+                 keeping that one (restart the daemon to start from the file)"
+            );
+            continue;
+        }
         let server_config = match quic_server_config(&config, Some(&revocations)) {
             Ok(server_config) => server_config,
             Err(error) => {

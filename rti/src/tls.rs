@@ -377,6 +377,11 @@ impl Revocations {
         self.serials.len()
     }
 
+    /// How many certificates this list revokes that `other` does not.
+    pub fn missing_from(&self, other: &Revocations) -> usize {
+        self.serials.difference(&other.serials).count()
+    }
+
     /// Whether the lists revoke no certificate.
     pub fn is_empty(&self) -> bool {
         self.serials.is_empty()
