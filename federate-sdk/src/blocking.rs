@@ -415,6 +415,16 @@ impl Federate {
             .block_on(self.inner.register_sync_point(label, federates))
     }
 
+    /// See [`crate::Federate::sync_point_announced`].
+    ///
+    /// # Errors
+    ///
+    /// As there.
+    pub fn sync_point_announced(&mut self, label: &str) -> Result<bool> {
+        self.driver.catch_up();
+        self.inner.sync_point_announced(label)
+    }
+
     /// See [`crate::Federate::synchronize`].
     ///
     /// # Errors

@@ -802,6 +802,18 @@ impl Federate {
         Ok(std::mem::take(&mut self.state.deliveries))
     }
 
+    /// Whether `label` has been announced to this federate (or already reached), from what
+    /// has arrived so far, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`], or the federation's halt.
+    pub fn sync_point_announced(&mut self, label: &str) -> Result<bool> {
+        self.poll()?;
+        self.check_halted()?;
+        Ok(self.state.announced.contains_key(label) || self.state.synchronized.contains(label))
+    }
+
     /// Registers a synchronization point for `federates` (empty: the whole federation,
     /// including federates that join later).
     ///

@@ -157,6 +157,22 @@ pub fn start_barrier_within(
     let deadline = Instant::now() + timeout;
     register(federate, "ready", &expected, deadline)?;
     register(federate, "start", &expected, deadline)?;
+    // Registered by this federate or another, each point is announced at once to every
+    // member; one that does not come (a leftover point of the same name without this federate,
+    // or a registrar that cannot register) would otherwise be waited for forever.
+    for label in ["ready", "start"] {
+        while !federate.sync_point_announced(label)? {
+            if Instant::now() >= deadline {
+                return Err(Error::Protocol(format!(
+                    "the start barrier's `{label}` point was not announced to `{}` within {} s: \
+                     a point of that name exists without it, or no participant may register it",
+                    federate.name(),
+                    timeout.as_secs()
+                )));
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
     tracing::info!(federate = %federate.name(), expected = ?expected, "waiting at the start barrier");
     federate.synchronize("ready")?;
     initial(federate)?;

@@ -293,3 +293,32 @@ fn a_start_barrier_missing_its_first_participant_fails_in_time_naming_it() {
         assert!(error.contains("`a` did not join"), "{name}: {error}");
     }
 }
+
+/// A leftover point of the barrier's name without this federate among its members is never
+/// announced to it: the barrier says so in time instead of waiting forever.
+#[test]
+fn a_start_barrier_behind_a_leftover_point_of_its_name_fails_in_time() {
+    let rti = EmbeddedRti::start().unwrap();
+    let join = |name: &str| {
+        Federate::builder("leftover", name)
+            .create_federation(model())
+            .join_blocking(&rti)
+            .unwrap()
+    };
+    let mut old = join("old");
+    old.register_sync_point("ready", &["old"]).unwrap();
+    let mut new = join("new");
+    let error = federate_sdk::hosted::start_barrier_within(
+        &mut new,
+        &["new"],
+        std::time::Duration::from_millis(300),
+        |_| Ok(()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("`ready` point was not announced to `new`"),
+        "{error}"
+    );
+    old.resign().unwrap();
+}
