@@ -737,8 +737,22 @@ impl LockStep<'_, '_> {
     fn reflect(&mut self, deliveries: &[Delivery], timestamped: bool) -> Result<(), AdapterError> {
         let config = self.adapter.config;
         for delivery in deliveries {
-            let Delivery::Reflection(reflection) = delivery else {
-                continue;
+            let reflection = match delivery {
+                Delivery::Reflection(reflection) => reflection,
+                Delivery::Removed { object, sender, .. }
+                    if config.subscribe.iter().any(|s| *s.class == *object.class) =>
+                {
+                    // Lock-step goes on (the RTI resigned or removed it); say that the inputs
+                    // it fed now hold their last values rather than let that pass unseen.
+                    warn!(
+                        instance = %config.instance,
+                        object = %object.name,
+                        by = %sender,
+                        "an object this FMU's inputs come from is gone; they hold their last values"
+                    );
+                    continue;
+                }
+                _ => continue,
             };
             if timestamped && reflection.order != Order::Timestamp {
                 continue;

@@ -781,3 +781,45 @@ fn the_fmus_default_experiment_fills_what_the_file_leaves_out() {
     let (summary, _) = run_alone(&config(&text)).unwrap();
     assert_eq!(summary.steps, 5);
 }
+
+/// A partner that stops (here an FMU that terminates early and resigns) takes its object with
+/// it; the FMU fed by it goes on with the last values and says so.
+#[test]
+fn an_fmu_whose_partner_leaves_warns_that_its_inputs_hold() {
+    let decay = dahlquist_config(TestModel::TerminateEarly, "100ms", "1s").replace(
+        "federation = \"terminate_early\"",
+        "federation = \"partner-leaves\"\nexpect = [\"terminate_early\", \"mass\"]",
+    );
+    let [mass, _] = oscillator("partner-leaves", "100ms", "1s", false);
+    let (head, _) = mass.split_once("[[object_class]]").unwrap();
+    let (_, mappings) = mass.split_once("[parameters]").unwrap();
+    let mass = format!("{head}[parameters]{mappings}")
+        .replace(
+            "expect = [\"mass\", \"spring\"]",
+            "expect = [\"terminate_early\", \"mass\"]",
+        )
+        .replace(
+            "attribute = \"Spring.State.force\"",
+            "attribute = \"Decay.State.x\"",
+        );
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let rti = Connector::from(EmbeddedRti::start().unwrap());
+    let decay = config(&decay);
+    let decay_rti = rti.clone();
+    let decay = thread::spawn(move || fedtwin_fmi::run(&decay, decay_rti));
+    let mass =
+        tracing::subscriber::with_default(subscriber, || fedtwin_fmi::run(&config(&mass), rti))
+            .unwrap();
+    assert_eq!(decay.join().unwrap().unwrap().steps, 5);
+    assert_eq!(mass.steps, 10);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("an object this FMU's inputs come from is gone"),
+        "{log}"
+    );
+}
