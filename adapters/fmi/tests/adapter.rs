@@ -103,6 +103,14 @@ variable = "v"
     ]
 }
 
+/// An [`oscillator`] file without its `[[object_class]]` list: the adapter derives its classes
+/// from its own mappings.
+fn without_classes(text: &str) -> String {
+    let (head, _) = text.split_once("[[object_class]]").unwrap();
+    let (_, mappings) = text.split_once("[parameters]").unwrap();
+    format!("{head}[parameters]{mappings}")
+}
+
 /// Runs both halves on two threads sharing one embedded RTI; returns the mass's trace.
 fn run_oscillator(texts: &[String; 2]) -> Result<Trace, AdapterError> {
     let rti = Connector::from(EmbeddedRti::start().unwrap());
@@ -151,11 +159,7 @@ fn split_oscillator_matches_the_closed_form_and_converges_first_order() {
 #[test]
 fn adapters_that_derive_different_models_merge_them_and_run_as_with_a_shared_one() {
     let shared = oscillator("shared-classes", "1ms", "1s", false);
-    let derived = oscillator("own-classes", "1ms", "1s", false).map(|text| {
-        let (head, _) = text.split_once("[[object_class]]").unwrap();
-        let (_, mappings) = text.split_once("[parameters]").unwrap();
-        format!("{head}[parameters]{mappings}")
-    });
+    let derived = oscillator("own-classes", "1ms", "1s", false).map(|t| without_classes(&t));
     assert!(!derived[0].contains("object_class") && !derived[1].contains("object_class"));
     assert_ne!(
         config(&derived[0]).object_model(),
@@ -791,9 +795,7 @@ fn an_fmu_whose_partner_leaves_warns_that_its_inputs_hold() {
         "federation = \"partner-leaves\"\nexpect = [\"terminate_early\", \"mass\"]",
     );
     let [mass, _] = oscillator("partner-leaves", "100ms", "1s", false);
-    let (head, _) = mass.split_once("[[object_class]]").unwrap();
-    let (_, mappings) = mass.split_once("[parameters]").unwrap();
-    let mass = format!("{head}[parameters]{mappings}")
+    let mass = without_classes(&mass)
         .replace(
             "expect = [\"mass\", \"spring\"]",
             "expect = [\"terminate_early\", \"mass\"]",
