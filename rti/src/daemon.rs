@@ -173,6 +173,13 @@ pub async fn serve(
             revoked = revocations.len(),
             "certificate revocation list loaded"
         );
+    } else {
+        // `certs init` writes one; a folder without it checks no revocation at all.
+        warn!(
+            crl = %config.tls.crl_path().display(),
+            "no certificate revocation list: revoked certificates are accepted until one is \
+             written there (`fedtwin certs revoke`)"
+        );
     }
     let server_config = quic_server_config(&config, revocations.as_ref())?;
 
