@@ -825,3 +825,29 @@ fn an_fmu_whose_partner_leaves_warns_that_its_inputs_hold() {
         "{log}"
     );
 }
+
+/// A reflected value above an input's `max` (the counter's `increment` takes at most 1000)
+/// ends the run naming the attribute, the value and the range, before the FMU computes with it.
+#[test]
+fn a_reflected_value_outside_an_inputs_range_is_refused_by_name() {
+    let [a, b] = counters("range", "");
+    // `a` counts 600 per step: its second count, 1200, is too large for `b`'s increment.
+    let a = a.replacen(
+        "\n[[publish]]",
+        "\n[parameters]\nincrement = 600\n\n[[publish]]",
+        1,
+    );
+    let (a, b, _) = run_counters(&[a, b]);
+    let error = b.unwrap_err();
+    assert!(
+        matches!(error, AdapterError::UnfitInput { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("attribute `A.State.count` = 1200")
+            && message.contains("Integer input `increment`, which takes values of at most 1000"),
+        "{message}"
+    );
+    assert_eq!(a.unwrap().steps, 10);
+}

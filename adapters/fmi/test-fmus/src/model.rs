@@ -245,6 +245,8 @@ pub struct Variable {
     pub start: Option<f64>,
     /// Start value of a String variable.
     pub text: Option<&'static str>,
+    /// Largest value, when the model description states one.
+    pub max: Option<f64>,
     /// One-line description.
     pub description: &'static str,
 }
@@ -516,6 +518,7 @@ const fn real(
         value_type: ValueType::Real,
         start,
         text: None,
+        max: None,
         description,
     }
 }
@@ -700,6 +703,7 @@ static FAULTY: [Variable; 4] = [
         value_type: ValueType::Integer,
         start: Some(0.0),
         text: None,
+        max: None,
         description: "Test only: non-zero makes the next doStep panic inside the FMU",
     },
 ];
@@ -758,6 +762,7 @@ static COUNTER: [Variable; 6] = [
         value_type: ValueType::Integer,
         start: Some(0.0),
         text: None,
+        max: None,
         description: "Sum of the increments of the enabled steps",
     },
     Variable {
@@ -769,6 +774,7 @@ static COUNTER: [Variable; 6] = [
         value_type: ValueType::Boolean,
         start: None,
         text: None,
+        max: None,
         description: "Whether count is odd",
     },
     Variable {
@@ -780,6 +786,7 @@ static COUNTER: [Variable; 6] = [
         value_type: ValueType::Integer,
         start: Some(1.0),
         text: None,
+        max: Some(1000.0),
         description: "Added to count at each step while enabled",
     },
     Variable {
@@ -791,6 +798,7 @@ static COUNTER: [Variable; 6] = [
         value_type: ValueType::Boolean,
         start: Some(1.0),
         text: None,
+        max: None,
         description: "Whether steps count",
     },
     Variable {
@@ -802,6 +810,7 @@ static COUNTER: [Variable; 6] = [
         value_type: ValueType::String,
         start: None,
         text: Some("counter"),
+        max: None,
         description: "A name for the counter, reported through label_length",
     },
     Variable {
@@ -813,6 +822,7 @@ static COUNTER: [Variable; 6] = [
         value_type: ValueType::Integer,
         start: None,
         text: None,
+        max: None,
         description: "Characters in label",
     },
 ];

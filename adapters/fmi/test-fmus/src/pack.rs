@@ -388,11 +388,18 @@ fn write_model_description(
             Some(start) if variable.value_type == ValueType::Boolean => {
                 writeln!(xml, r#"      <Boolean start="{}"/>"#, start != 0.0)?
             }
-            Some(start) => writeln!(
-                xml,
-                r#"      <{} start="{start}"/>"#,
-                variable.value_type.as_str()
-            )?,
+            Some(start) => match variable.max {
+                Some(max) => writeln!(
+                    xml,
+                    r#"      <{} start="{start}" max="{max}"/>"#,
+                    variable.value_type.as_str()
+                )?,
+                None => writeln!(
+                    xml,
+                    r#"      <{} start="{start}"/>"#,
+                    variable.value_type.as_str()
+                )?,
+            },
             None => writeln!(xml, "      <{}/>", variable.value_type.as_str())?,
         }
         writeln!(xml, "    </ScalarVariable>")?;
