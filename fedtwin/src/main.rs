@@ -170,32 +170,16 @@ enum CertsCommand {
         #[arg(long = "name", id = "name_option", value_name = "NAME")]
         name_option: Option<String>,
         /// Why, as recorded in the list.
-        #[arg(long, value_enum, default_value_t = ReasonArg::Unspecified)]
-        reason: ReasonArg,
+        #[arg(long, default_value = "unspecified", value_parser = reason_parser())]
+        reason: RevocationReason,
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ReasonArg {
-    Unspecified,
-    KeyCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-    PrivilegeWithdrawn,
-}
-
-impl From<ReasonArg> for RevocationReason {
-    fn from(reason: ReasonArg) -> Self {
-        match reason {
-            ReasonArg::Unspecified => RevocationReason::Unspecified,
-            ReasonArg::KeyCompromise => RevocationReason::KeyCompromise,
-            ReasonArg::AffiliationChanged => RevocationReason::AffiliationChanged,
-            ReasonArg::Superseded => RevocationReason::Superseded,
-            ReasonArg::CessationOfOperation => RevocationReason::CessationOfOperation,
-            ReasonArg::PrivilegeWithdrawn => RevocationReason::PrivilegeWithdrawn,
-        }
-    }
+/// The reasons `certs revoke` takes, spelled as the list records them (one spelling, in `tls`).
+fn reason_parser() -> impl clap::builder::TypedValueParser<Value = RevocationReason> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(RevocationReason::ALL.map(RevocationReason::as_str))
+        .try_map(|reason| reason.parse::<RevocationReason>())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -403,7 +387,6 @@ fn certs(command: CertsCommand) -> Result<(), String> {
             let name = name
                 .or(name_option)
                 .ok_or("name the certificate to revoke")?;
-            let reason = RevocationReason::from(reason);
             let revoked = tls::revoke(&dir, &name, reason).map_err(|e| e.to_string())?;
             let list = dir.join(tls::CRL_FILE);
             if revoked.already {
