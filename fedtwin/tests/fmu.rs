@@ -1,5 +1,7 @@
 //! `fedtwin fmu`: the split oscillator example end to end, through the command.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -85,14 +87,7 @@ fn the_oscillator_example_runs_both_fmus_and_refuses_an_unstable_step() {
 #[test]
 fn adapters_run_together_share_their_dynamics_and_need_their_own_names() {
     let dir = example_dir("together");
-    for (file, lambda) in [("mass.toml", "10.0"), ("spring.toml", "100.0")] {
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let text = text.replace("size = \"10ms\"\n", "").replace(
-            "fastest_eigenvalue = 10.0",
-            &format!("fastest_eigenvalue = {lambda}"),
-        );
-        std::fs::write(dir.join(file), text).unwrap();
-    }
+    common::leave_the_step_to_the_controller_with_a_fast_spring(&dir);
     let output = fedtwin(&[&dir.join("mass.toml"), &dir.join("spring.toml")]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -539,15 +539,7 @@ interactions = ["Ping"]
 #[test]
 fn the_controller_chooses_one_stable_step_for_the_fastest_coupled_fmu() {
     let dir = scratch("coupled");
-    for (file, lambda) in [("mass.toml", "10.0"), ("spring.toml", "100.0")] {
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let text = text.replace("size = \"10ms\"\n", "").replace(
-            "fastest_eigenvalue = 10.0",
-            &format!("fastest_eigenvalue = {lambda}"),
-        );
-        assert!(!text.lines().any(|l| l.starts_with("size")), "{text}");
-        std::fs::write(dir.join(file), text).unwrap();
-    }
+    common::leave_the_step_to_the_controller_with_a_fast_spring(&dir);
     let stdout = succeeded(&run(&dir, "federation.toml", &[]));
     assert!(stdout.contains("mass: 278 steps of 0.018s"), "{stdout}");
     assert!(stdout.contains("spring: 278 steps of 0.018s"), "{stdout}");

@@ -163,3 +163,17 @@ pub(crate) fn federation_setup(scratch: &Scratch) -> (PathBuf, PathBuf) {
     .unwrap();
     (certs, config)
 }
+
+/// Rewrites the oscillator example's `mass.toml` and `spring.toml` in `dir`: no `[step] size`
+/// (the controller chooses), the mass declaring |lambda| = 10 1/s and the spring 100 1/s.
+pub(crate) fn leave_the_step_to_the_controller_with_a_fast_spring(dir: &Path) {
+    for (file, lambda) in [("mass.toml", "10.0"), ("spring.toml", "100.0")] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let text = text.replace("size = \"10ms\"\n", "").replace(
+            "fastest_eigenvalue = 10.0",
+            &format!("fastest_eigenvalue = {lambda}"),
+        );
+        assert!(!text.lines().any(|l| l.starts_with("size")), "{text}");
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+}
