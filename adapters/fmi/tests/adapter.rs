@@ -531,6 +531,16 @@ variable = "enabled"
     ]
 }
 
+/// The message of the [`AdapterError::UnfitInput`] a run ended with; any other end fails.
+fn unfit_input(result: Result<RunSummary, AdapterError>) -> String {
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, AdapterError::UnfitInput { .. }),
+        "{error:?}"
+    );
+    error.to_string()
+}
+
 /// Runs `a` and `b` on one embedded RTI; returns both results and `b`'s trace.
 fn run_counters(
     texts: &[String; 2],
@@ -590,12 +600,7 @@ fn a_value_an_integer_or_boolean_input_cannot_hold_is_refused_by_name() {
             "variable = \"x\"\nattribute = \"A.State.odd\"",
         );
     let (a, b, _) = run_counters(&[decay, b]);
-    let error = b.unwrap_err();
-    assert!(
-        matches!(error, AdapterError::UnfitInput { .. }),
-        "{error:?}"
-    );
-    let message = error.to_string();
+    let message = unfit_input(b);
     assert!(
         message.contains("FMU `b`: attribute `A.State.count` = 0.99")
             && message.contains(
@@ -838,12 +843,7 @@ fn a_reflected_value_outside_an_inputs_range_is_refused_by_name() {
         1,
     );
     let (a, b, _) = run_counters(&[a, b]);
-    let error = b.unwrap_err();
-    assert!(
-        matches!(error, AdapterError::UnfitInput { .. }),
-        "{error:?}"
-    );
-    let message = error.to_string();
+    let message = unfit_input(b);
     assert!(
         message.contains("attribute `A.State.count` = 1200")
             && message.contains("Integer input `increment`, which takes values of at most 1000"),
