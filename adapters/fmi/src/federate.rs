@@ -598,10 +598,11 @@ impl LockStep<'_, '_> {
                 if !config.expect.is_empty() {
                     self.start_barrier(&outputs)?;
                 }
+                // A step chosen at the barrier counted the partners already.
+                self.check_coupled_step(h)?;
                 outputs
             }
         };
-        self.check_coupled_step(h)?;
 
         let total = step_count(config.start, config.stop, h);
         let mut steps = 0;
@@ -856,31 +857,9 @@ fn start_at_barrier<'c>(
     };
     let objects = declare(federate, config).map_err(federation_error)?;
     let expected = as_str(&config.expect);
-    let mut fmu = Some(fmu);
     let mut started = None;
     let barrier = hosted::start_barrier(federate, &expected, |federate| {
-        let result = (|| {
-            let fastest = federate.coupled_dynamics().map_err(federation_error)?;
-            let h =
-                config.communication_step_with(fastest.as_ref().map(|(n, l)| (n.as_str(), *l)))?;
-            if h < config.step.min_step {
-                // The federate joined with this lookahead; a lookahead cannot be taken back.
-                return Err(AdapterError::Unstable(StepError::InvalidSettings(format!(
-                    "the chosen step {h} is below the smallest step {}",
-                    config.step.min_step
-                ))));
-            }
-            let fmu = fmu.take().ok_or_else(|| {
-                federation_error(federate_sdk::Error::Protocol(
-                    "the barrier ran twice".into(),
-                ))
-            })?;
-            let mut adapter = Adapter::start(config, h, fmu)?;
-            let outputs = adapter.outputs()?;
-            publish(federate, config, &objects, &outputs, None).map_err(federation_error)?;
-            federate.modify_lookahead(h).map_err(federation_error)?;
-            Ok((adapter, outputs))
-        })();
+        let result = start_fmu(federate, config, fmu, &objects);
         let failed = result.is_err();
         started = Some(result);
         if failed {
@@ -899,6 +878,34 @@ fn start_at_barrier<'c>(
             "the start barrier passed without starting the FMU".into(),
         ))),
     }
+}
+
+/// Inside the start barrier: chooses the step with the coupled federates' dynamics, starts the
+/// FMU with it, sends its initial outputs and raises the lookahead to the step.
+fn start_fmu<'c>(
+    federate: &mut blocking::Federate,
+    config: &'c AdapterConfig,
+    fmu: Fmu,
+    objects: &[(ObjectInstance, Vec<usize>)],
+) -> Result<(Adapter<'c>, Vec<f64>), AdapterError> {
+    let federation_error = |source| AdapterError::Federation {
+        instance: config.instance.clone(),
+        source,
+    };
+    let fastest = federate.coupled_dynamics().map_err(federation_error)?;
+    let h = config.communication_step_with(fastest.as_ref().map(|(n, l)| (n.as_str(), *l)))?;
+    if h < config.step.min_step {
+        // The federate joined with this lookahead; a lookahead cannot be taken back.
+        return Err(AdapterError::Unstable(StepError::InvalidSettings(format!(
+            "the chosen step {h} is below the smallest step {}",
+            config.step.min_step
+        ))));
+    }
+    let mut adapter = Adapter::start(config, h, fmu)?;
+    let outputs = adapter.outputs()?;
+    publish(federate, config, objects, &outputs, None).map_err(federation_error)?;
+    federate.modify_lookahead(h).map_err(federation_error)?;
+    Ok((adapter, outputs))
 }
 
 /// Sends each registered object's outputs as one attribute update.
