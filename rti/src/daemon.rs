@@ -165,7 +165,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), DaemonError> {
-    let (crl_bytes, revocations) = read_revocations(&config.tls)?;
+    let (crl_bytes, revocations) = Revocations::read(&config.tls)?.unzip();
     if let Some(revocations) = &revocations {
         revocations.check_own(&config.tls)?;
         info!(
@@ -281,20 +281,6 @@ fn quic_server_config(
     transport.keep_alive_interval(Some(config.idle_timeout / 3));
     server_config.transport_config(Arc::new(transport));
     Ok(server_config)
-}
-
-/// The revocation list file's contents and what they revoke; `None` for both when no list is
-/// configured and none lies beside the CA.
-fn read_revocations(files: &TlsFiles) -> Result<(Option<Vec<u8>>, Option<Revocations>), TlsError> {
-    let path = files.crl_path();
-    match std::fs::read(&path) {
-        Ok(pem) => {
-            let revocations = Revocations::from_pem(files, &pem)?;
-            Ok((Some(pem), Some(revocations)))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !files.crl_required() => Ok((None, None)),
-        Err(source) => Err(TlsError::Io { path, source }),
-    }
 }
 
 /// Reads the revocation list every [`REVOCATION_POLL`]; when its contents change, gives the

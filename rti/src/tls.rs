@@ -278,6 +278,16 @@ impl Revocations {
     /// [`TlsError::Io`] if a named file is missing or any file unreadable; [`TlsError::Crl`],
     /// naming the file, if it holds no list, a malformed one or one the CA did not sign.
     pub fn load(files: &TlsFiles) -> Result<Option<Self>, TlsError> {
+        Ok(Self::read(files)?.map(|(_, revocations)| revocations))
+    }
+
+    /// [`Revocations::load`], returning the file's bytes too: for a caller that watches the
+    /// file for changes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Revocations::load`].
+    pub fn read(files: &TlsFiles) -> Result<Option<(Vec<u8>, Self)>, TlsError> {
         let path = files.crl_path();
         let pem = match fs::read(&path) {
             Ok(pem) => pem,
@@ -286,7 +296,8 @@ impl Revocations {
             }
             Err(source) => return Err(TlsError::Io { path, source }),
         };
-        Self::parse(path, &pem, &files.ca).map(Some)
+        let revocations = Self::parse(path, &pem, &files.ca)?;
+        Ok(Some((pem, revocations)))
     }
 
     /// Parses and checks `pem`, the contents of [`TlsFiles::crl_path`] read by the caller, as
