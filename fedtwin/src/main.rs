@@ -546,7 +546,7 @@ fn fmu(paths: &[PathBuf], out: Option<&Path>) -> Result<(), String> {
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     for (p, value) in config.publish.iter().zip(outputs) {
                         let column = format!("{}.{}", config.instance, p.variable);
-                        let attribute = format!("{}.{}", p.class, p.attribute);
+                        let attribute = p.path();
                         recording.signal(t, &column, &attribute, *value);
                     }
                 };

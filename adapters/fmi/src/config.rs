@@ -197,6 +197,13 @@ pub struct Publication {
     pub line: usize,
 }
 
+impl Publication {
+    /// The attribute path, `Class.attribute`.
+    pub fn path(&self) -> String {
+        format!("{}.{}", self.class, self.attribute)
+    }
+}
+
 /// An attribute written into an FMU input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
@@ -210,6 +217,13 @@ pub struct Subscription {
     pub start: Option<f64>,
     /// Line of `variable` in the configuration.
     pub line: usize,
+}
+
+impl Subscription {
+    /// The attribute path, `Class.attribute`.
+    pub fn path(&self) -> String {
+        format!("{}.{}", self.class, self.attribute)
+    }
 }
 
 /// The configuration resolved against the FMU: value references in the order of
@@ -265,16 +279,8 @@ impl Signals {
 /// [`AdapterConfig::coupled`]. For runners that start several adapters together.
 pub fn couple(adapters: &mut [(String, &mut AdapterConfig)]) {
     let paths = |config: &AdapterConfig| -> (BTreeSet<String>, BTreeSet<String>) {
-        let published = config
-            .publish
-            .iter()
-            .map(|p| format!("{}.{}", p.class, p.attribute))
-            .collect();
-        let subscribed = config
-            .subscribe
-            .iter()
-            .map(|s| format!("{}.{}", s.class, s.attribute))
-            .collect();
+        let published = config.publish.iter().map(Publication::path).collect();
+        let subscribed = config.subscribe.iter().map(Subscription::path).collect();
         (published, subscribed)
     };
     // Name, declared |lambda|, published and subscribed attribute paths.

@@ -37,7 +37,9 @@ use federate_sdk::{
 use fedtwin_core::step::{self, Coupled, Dynamics, StepError};
 use tracing::{info, warn};
 
-use crate::config::{AdapterConfig, ConfigError, Resolved, Signals, unfit};
+use crate::config::{
+    AdapterConfig, ConfigError, Publication, Resolved, Signals, Subscription, unfit,
+};
 use crate::model_description::{ValueType, VariableKind};
 use crate::{FmiError, Fmu, FmuState, Instance, StepOutcome, to_sim_time};
 
@@ -784,7 +786,7 @@ impl LockStep<'_, '_> {
                 if let Some(takes) = takes {
                     return Err(AdapterError::UnfitInput {
                         instance: config.instance.clone(),
-                        attribute: format!("{}.{}", subscription.class, subscription.attribute),
+                        attribute: subscription.path(),
                         value,
                         time: self.federate.time(),
                         variable: subscription.variable.clone(),
@@ -807,16 +809,8 @@ fn declare(
     federate: &mut blocking::Federate,
     config: &AdapterConfig,
 ) -> Result<Objects, federate_sdk::Error> {
-    let published: Vec<String> = config
-        .publish
-        .iter()
-        .map(|p| format!("{}.{}", p.class, p.attribute))
-        .collect();
-    let subscribed: Vec<String> = config
-        .subscribe
-        .iter()
-        .map(|s| format!("{}.{}", s.class, s.attribute))
-        .collect();
+    let published: Vec<String> = config.publish.iter().map(Publication::path).collect();
+    let subscribed: Vec<String> = config.subscribe.iter().map(Subscription::path).collect();
     if !published.is_empty() {
         federate.publish(&as_str(&published))?;
     }
