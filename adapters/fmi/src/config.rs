@@ -789,6 +789,7 @@ impl AdapterConfig {
             let found = mappable(variable, p.line, "published")?;
             outputs.references.push(variable.value_reference);
             outputs.types.push(found);
+            outputs.ranges.push(variable.range);
         }
 
         let mut inputs = Signals::default();
