@@ -555,41 +555,33 @@ impl<'a, 'input> Parser<'a, 'input> {
         };
 
         // The first child of a known type decides; annotations and vendor elements are skipped.
-        let typed = node.children().filter(Node::is_element).find(|n| {
-            matches!(
-                n.tag_name().name(),
-                "Real" | "Integer" | "Enumeration" | "Boolean" | "String"
-            )
-        });
-        let range = typed.map_or_else(ValueRange::default, |n| {
-            let declared = n
-                .attribute("declaredType")
-                .and_then(|t| ranges.get(t).copied())
-                .unwrap_or_default();
-            let own = range_of(n);
-            ValueRange {
-                min: own.min.or(declared.min),
-                max: own.max.or(declared.max),
-            }
-        });
-        let kind = node
+        let (typed, kind) = node
             .children()
             .filter(Node::is_element)
-            .find_map(|n| self.variable_kind(n, units).transpose())
+            .find_map(|n| self.variable_kind(n, units).transpose().map(|k| (n, k)))
+            .map(|(n, kind)| kind.map(|kind| (n, kind)))
             .transpose()?
             .ok_or_else(|| DescriptionError::MissingElement {
                 element: format!("ScalarVariable name=\"{name}\""),
                 missing: "a type element (<Real>, <Integer>, <Boolean>, <String> or <Enumeration>)",
                 line: self.line(node),
             })?;
-
+        // Only numbers have a range: from the type element, else from its declared type.
         let range = if matches!(
             kind,
             VariableKind::Boolean { .. } | VariableKind::String { .. }
         ) {
             ValueRange::default()
         } else {
-            range
+            let declared = typed
+                .attribute("declaredType")
+                .and_then(|t| ranges.get(t).copied())
+                .unwrap_or_default();
+            let own = range_of(typed);
+            ValueRange {
+                min: own.min.or(declared.min),
+                max: own.max.or(declared.max),
+            }
         };
         Ok(ScalarVariable {
             range,
