@@ -15,10 +15,10 @@
 //! | column | meaning |
 //! |---|---|
 //! | `scenario`, `transport` | what ran, over what |
-//! | `N` | federates (for `raw-quinn`: clients) |
-//! | `steps` | measured round trips; with several federates the mean steps per federate; `phold`: events handled, all federates together |
+//! | `N` | federates (`raw-*`: clients) |
+//! | `steps` | measured round trips; with several federates the mean steps per federate; `raw-barrier`: rounds; `phold`: events handled, all federates together |
 //! | `seconds` | wall time of the measured loop (several federates: first start to last end) |
-//! | `grants_per_s` | grants (all federates together) per second (`raw-quinn`: echoes; `phold`: events) |
+//! | `grants_per_s` | grants (all federates together) per second (`raw-*`: echoes; `phold`: events) |
 //! | `us_per_step` | `seconds / steps`; for `pingpong` the median step (same as `median_us`) |
 //! | `median_us`, `p90_us` | of the round trips, each timed on its own with [`Instant`]; with several federates, those of `f0` (`phold`: its NER calls) |
 //! | `kib_per_federate` | `scale` only, a trailing tenth column: the process's peak RSS (`VmHWM` in `/proc/self/status`, reset through `/proc/self/clear_refs` before the scenario when the kernel allows) divided by `N` |
@@ -32,6 +32,12 @@
 //! * `raw-quinn-handoff/quic`: the same echo behind the async SDK's link structure: the timing
 //!   thread hands each message to a QUIC I/O thread and parks until the echo comes back from
 //!   it. It tells the cost of those two hand-offs, which the blocking SDK no longer pays.
+//! * `raw-barrier/udp`, `raw-barrier/quic` (N = 2, 8, 32): the floors of the ring. `N` client
+//!   threads, each with its own socket (`quic`: its own endpoint, connection and current-thread
+//!   runtime, as a blocking federate), and a server thread (`quic`: one current-thread runtime
+//!   for all connections, as the daemon) that takes one [`MESSAGE_LEN`]-byte message from every
+//!   client, then answers each: every federate's request, then every grant, with no RTI.
+//!   `grants_per_s` counts all clients' echoes; `steps` are rounds.
 //! * `advance/quic`: the daemon in a child process (this executable run with the hidden
 //!   `--serve-daemon DIR` argument, serving as `fedtwin rti` does, on a current-thread
 //!   runtime) and one federate, regulating with a lookahead of one tick and constrained, timing
@@ -146,7 +152,7 @@ struct Scenario {
 }
 
 /// Every scenario, in the order they run and print.
-const SCENARIOS: [Scenario; 23] = [
+const SCENARIOS: [Scenario; 29] = [
     Scenario {
         name: "raw-udp",
         transport: "udp",
@@ -164,6 +170,42 @@ const SCENARIOS: [Scenario; 23] = [
         transport: "quic",
         federates: 1,
         run: raw_quinn_handoff,
+    },
+    Scenario {
+        name: "raw-barrier",
+        transport: "udp",
+        federates: 2,
+        run: raw_barrier_udp,
+    },
+    Scenario {
+        name: "raw-barrier",
+        transport: "udp",
+        federates: 8,
+        run: raw_barrier_udp,
+    },
+    Scenario {
+        name: "raw-barrier",
+        transport: "udp",
+        federates: 32,
+        run: raw_barrier_udp,
+    },
+    Scenario {
+        name: "raw-barrier",
+        transport: "quic",
+        federates: 2,
+        run: raw_barrier_quinn,
+    },
+    Scenario {
+        name: "raw-barrier",
+        transport: "quic",
+        federates: 8,
+        run: raw_barrier_quinn,
+    },
+    Scenario {
+        name: "raw-barrier",
+        transport: "quic",
+        federates: 32,
+        run: raw_barrier_quinn,
     },
     Scenario {
         name: "advance",
@@ -603,6 +645,254 @@ fn raw_quinn_handoff(setup: &Setup, _federates: usize) -> Result<Measurement, St
     }
     server.finish()?;
     Ok(measurement)
+}
+
+/// A round of `raw-barrier`: every client's message, then an echo to each. The first byte of a
+/// message is [`LAST_ROUND`] when the round is the last.
+const LAST_ROUND: u8 = 1;
+
+/// `raw-barrier/udp`: the network's floor for the ring. `N` client threads with a blocking
+/// socket each; a server thread with one blocking socket takes one datagram from every client,
+/// then answers each: the pattern of a lock-step federation's step (every federate's request,
+/// then every grant) with nothing but the kernel's UDP path. Client `f0` decides the last round
+/// and times its round trips; `grants_per_s` counts all clients' echoes.
+fn raw_barrier_udp(setup: &Setup, clients: usize) -> Result<Measurement, String> {
+    use std::net::UdpSocket;
+
+    let io = |what: &str, e: io::Error| format!("raw UDP barrier {what}: {e}");
+    let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| io("bind", e))?;
+    let address = server.local_addr().map_err(|e| io("address", e))?;
+    server
+        .set_read_timeout(Some(NETWORK_TIMEOUT))
+        .map_err(|e| io("timeout", e))?;
+    let echo = thread::Builder::new()
+        .name("bench-udp-barrier".into())
+        .spawn(move || -> Result<(), String> {
+            let mut senders = Vec::with_capacity(clients);
+            let mut buffer = [0u8; MESSAGE_LEN];
+            loop {
+                senders.clear();
+                let mut last = false;
+                while senders.len() < clients {
+                    let (n, from) = server
+                        .recv_from(&mut buffer)
+                        .map_err(|e| io("server receive", e))?;
+                    last |= n > 0 && buffer[0] == LAST_ROUND;
+                    senders.push(from);
+                }
+                buffer[0] = u8::from(last);
+                for to in &senders {
+                    server
+                        .send_to(&buffer, to)
+                        .map_err(|e| io("server send", e))?;
+                }
+                if last {
+                    return Ok(());
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the UDP barrier thread: {e}"))?;
+
+    let budget = setup.budget;
+    let mut threads = Vec::with_capacity(clients);
+    for index in 0..clients {
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| io("bind", e))?;
+        client.connect(address).map_err(|e| io("connect", e))?;
+        client
+            .set_read_timeout(Some(NETWORK_TIMEOUT))
+            .map_err(|e| io("timeout", e))?;
+        let thread = thread::Builder::new()
+            .name(format!("bench-f{index}"))
+            .spawn(move || {
+                let mut meter = Meter::new(&budget);
+                let mut message = [0u8; MESSAGE_LEN];
+                loop {
+                    // Only `f0` ends the run, with a round past its budget, which it does not
+                    // count; the others follow.
+                    let ending = index == 0 && !meter.more();
+                    message[0] = u8::from(ending);
+                    let start = Instant::now();
+                    client.send(&message).map_err(|e| io("send", e))?;
+                    client
+                        .recv(&mut message)
+                        .map_err(|e| io("receive (lost datagram?)", e))?;
+                    if !ending {
+                        meter.record(start.elapsed());
+                    }
+                    if message[0] == LAST_ROUND {
+                        return Ok(meter.finish());
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start a UDP client thread: {e}"))?;
+        threads.push(thread);
+    }
+    barrier_measurement(threads, clients, || joined(echo, "UDP barrier server"))
+}
+
+/// `raw-barrier/quic`: the same rounds over quinn, the floor for `lockstep/quic`. Each client
+/// on a thread with its own current-thread runtime, endpoint and connection (as a blocking
+/// federate); the server's connections share one current-thread runtime (as the daemon's) and
+/// meet at a barrier each round.
+fn raw_barrier_quinn(setup: &Setup, clients: usize) -> Result<Measurement, String> {
+    let mut config = tls::server_config(&setup.server_tls(), false)
+        .map_err(|e| format!("barrier server TLS: {e}"))?;
+    config.transport_config(transport_config()?);
+    let (listening, address) = mpsc::channel();
+    let server = thread::Builder::new()
+        .name("bench-quinn-barrier".into())
+        .spawn(move || on_current_thread(barrier_server(config, clients, listening)))
+        .map_err(|e| format!("cannot start the barrier server thread: {e}"))?;
+    let address = match address.recv_timeout(NETWORK_TIMEOUT) {
+        Ok(address) => address,
+        Err(_) => {
+            return Err(match joined(server, "barrier server") {
+                Err(message) => message,
+                Ok(()) => "the barrier server ended before listening".to_owned(),
+            });
+        }
+    };
+    let budget = setup.budget;
+    let mut threads = Vec::with_capacity(clients);
+    for index in 0..clients {
+        let config = echo_client_config(setup)?;
+        let thread = thread::Builder::new()
+            .name(format!("bench-f{index}"))
+            .spawn(move || on_current_thread(barrier_client(config, address, index, budget)))
+            .map_err(|e| format!("cannot start a barrier client thread: {e}"))?;
+        threads.push(thread);
+    }
+    barrier_measurement(threads, clients, || joined(server, "barrier server"))
+}
+
+/// Accepts `clients` connections and runs rounds until a client marks one [`LAST_ROUND`].
+async fn barrier_server(
+    config: quinn::ServerConfig,
+    clients: usize,
+    listening: mpsc::Sender<SocketAddr>,
+) -> Result<(), String> {
+    let endpoint = quinn::Endpoint::server(config, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .map_err(|e| format!("barrier server cannot listen: {e}"))?;
+    let address = endpoint
+        .local_addr()
+        .map_err(|e| format!("barrier server address: {e}"))?;
+    let _ = listening.send(address);
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(clients));
+    let last = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut connections = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let incoming = within("accepting a connection", endpoint.accept())
+            .await?
+            .ok_or("the barrier server's endpoint closed")?;
+        let barrier = barrier.clone();
+        let last = last.clone();
+        connections.spawn(async move {
+            let connection = within("the server handshake", incoming)
+                .await?
+                .map_err(|e| format!("barrier server handshake: {e}"))?;
+            let (mut send, mut recv) = within("accepting the stream", connection.accept_bi())
+                .await?
+                .map_err(|e| format!("barrier server stream: {e}"))?;
+            let mut message = [0u8; MESSAGE_LEN];
+            loop {
+                within("a client's message", recv.read_exact(&mut message))
+                    .await?
+                    .map_err(|e| format!("barrier server read: {e}"))?;
+                if message[0] == LAST_ROUND {
+                    last.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                // Every message of the round is in (and every flag set) once the barrier opens.
+                barrier.wait().await;
+                let ending = last.load(std::sync::atomic::Ordering::Relaxed);
+                message[0] = u8::from(ending);
+                send.write_all(&message)
+                    .await
+                    .map_err(|e| format!("barrier server write: {e}"))?;
+                if ending {
+                    break;
+                }
+            }
+            send.finish()
+                .map_err(|e| format!("barrier server finish: {e}"))?;
+            // The client closes the connection once it has read the end of the stream.
+            let _ = within("the client's close", connection.closed()).await;
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(ended) = connections.join_next().await {
+        ended.map_err(|e| format!("a barrier server task failed: {e}"))??;
+    }
+    let _ = within("the server going idle", endpoint.wait_idle()).await;
+    Ok(())
+}
+
+/// One client of `raw-barrier/quic`: rounds until the server marks one [`LAST_ROUND`]; `f0`
+/// (`index` 0) asks for it once its budget is spent.
+async fn barrier_client(
+    config: quinn::ClientConfig,
+    server: SocketAddr,
+    index: usize,
+    budget: Budget,
+) -> Result<Measurement, String> {
+    let (endpoint, connection, mut send, mut recv) = echo_connect(config, server).await?;
+    let mut meter = Meter::new(&budget);
+    let mut message = [0u8; MESSAGE_LEN];
+    loop {
+        // As in `raw_barrier_udp`: `f0`'s last round is past its budget and not counted.
+        let ending = index == 0 && !meter.more();
+        message[0] = u8::from(ending);
+        let start = Instant::now();
+        within("a round", async {
+            send.write_all(&message)
+                .await
+                .map_err(|e| format!("barrier client write: {e}"))?;
+            recv.read_exact(&mut message)
+                .await
+                .map_err(|e| format!("barrier client read: {e}"))
+        })
+        .await??;
+        if !ending {
+            meter.record(start.elapsed());
+        }
+        if message[0] == LAST_ROUND {
+            break;
+        }
+    }
+    let measurement = meter.finish();
+    send.finish()
+        .map_err(|e| format!("barrier client finish: {e}"))?;
+    within(
+        "the end of the barrier stream",
+        recv.read_to_end(MESSAGE_LEN),
+    )
+    .await?
+    .map_err(|e| format!("barrier client end of stream: {e}"))?;
+    connection.close(0u32.into(), b"done");
+    let _ = within("the client going idle", endpoint.wait_idle()).await;
+    Ok(measurement)
+}
+
+/// `f0`'s measurement of a `raw-barrier` run, with every client's echoes counted: all clients
+/// make the same rounds. Every thread is joined, and the server last.
+fn barrier_measurement(
+    threads: Vec<thread::JoinHandle<Result<Measurement, String>>>,
+    clients: usize,
+    server: impl FnOnce() -> Result<(), String>,
+) -> Result<Measurement, String> {
+    let outcomes: Vec<Result<Measurement, String>> = threads
+        .into_iter()
+        .enumerate()
+        .map(|(index, thread)| joined(thread, &format!("f{index} client")))
+        .collect();
+    server()?;
+    let mut outcomes = outcomes.into_iter();
+    let mut first = outcomes.next().ok_or("no client ran")??;
+    for outcome in outcomes {
+        outcome?;
+    }
+    first.grants = first.steps as u64 * clients as u64;
+    Ok(first)
 }
 
 /// `advance/quic`: one federate against the daemon.
