@@ -8,9 +8,9 @@
 //! `FILTER` keeps the scenarios whose `scenario/transport/N` label contains it (`quic`,
 //! `raw-quinn`, `advance/embedded`, `lockstep/quic/32`). Each scenario runs [`WARM_UP`] round
 //! trips unmeasured, then `N` measured ones (default [`DEFAULT_STEPS`]) or as many as fit in
-//! [`TIME_LIMIT`], and prints one line. `--quick` makes a pass of about 30 s: [`QUICK_WARM_UP`],
+//! [`TIME_LIMIT`], and prints one line. `--quick` makes a pass of about 20 s: [`QUICK_WARM_UP`],
 //! [`QUICK_STEPS`], [`QUICK_TIME_LIMIT`] and [`QUICK_SCALE_STEPS`] (`--steps` still wins). The
-//! default pass takes about a minute on two cores. Lines:
+//! default pass takes about a minute and a half on two cores. Lines:
 //!
 //! | column | meaning |
 //! |---|---|
