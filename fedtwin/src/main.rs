@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use federate_sdk::{Admin, Connector, EmbeddedRti, SimDuration, SimTime, TlsFiles};
-use fedtwin_fmi::AdapterConfig;
+use fedtwin_fmi::{AdapterConfig, AdapterError};
 use fedtwin_rti::config::RtiConfig;
 use fedtwin_rti::tls::{self, RevocationReason, Role};
 use tracing::info;
@@ -255,7 +256,7 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { file },
         } => audit_verify(&file),
         Command::Status { rti, identity } => status(&rti, &identity),
-        Command::Fmu { config, out } => fmu(&config, out.as_deref()),
+        Command::Fmu { config, out } => return fmu(&config, out.as_deref()),
         Command::Example {
             example:
                 Example::PingPong {
@@ -478,7 +479,63 @@ fn status(rti: &str, identity: &IdentityArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn fmu(paths: &[PathBuf], out: Option<&Path>) -> Result<(), String> {
+/// How long `fedtwin fmu` waits, after Ctrl-C, for its FMUs to finish their step and resign
+/// (an adapter waiting for a grant that a stuck partner holds back never would).
+const FMU_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// `fedtwin fmu`: exit code 0 when every FMU reached its stop time, 1 when one failed, 130 when
+/// interrupted (SIGINT or SIGTERM).
+fn fmu(paths: &[PathBuf], out: Option<&Path>) -> ExitCode {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    watch_interrupt_or_quit(interrupted.clone(), FMU_STOP_GRACE);
+    let outcome = run_fmus(paths, out, &interrupted);
+    let code = if interrupted.load(Ordering::SeqCst) {
+        ExitCode::from(run::INTERRUPTED)
+    } else if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if let Err(message) = outcome {
+        eprintln!("error: {message}");
+    }
+    code
+}
+
+/// As [`watch_interrupt`], then, should the process still run after `grace` or a second
+/// interrupt, ends it with exit code 130: the first asks politely, the second insists.
+fn watch_interrupt_or_quit(interrupted: Arc<AtomicBool>, grace: Duration) {
+    let watcher = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let Ok(runtime) = runtime() else {
+                return;
+            };
+            runtime.block_on(async {
+                shutdown_signal().await;
+                interrupted.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "interrupted: stopping the FMUs after their current step (again to quit at \
+                     once)"
+                );
+                tokio::select! {
+                    () = shutdown_signal() => {}
+                    () = tokio::time::sleep(grace) => {
+                        eprintln!(
+                            "error: the FMUs did not stop within {grace:?} (a partner may hold \
+                             their time back); quitting"
+                        );
+                    }
+                }
+            });
+            std::process::exit(i32::from(run::INTERRUPTED));
+        });
+    if let Err(e) = watcher {
+        tracing::warn!("cannot watch for Ctrl-C: {e}");
+    }
+}
+
+fn run_fmus(paths: &[PathBuf], out: Option<&Path>, stop: &AtomicBool) -> Result<(), String> {
     // Check every file before starting anything, so that a bad file does not leave the other
     // adapters waiting at the start barrier.
     let mut configs = paths
@@ -550,7 +607,7 @@ fn fmu(paths: &[PathBuf], out: Option<&Path>) -> Result<(), String> {
                         recording.signal(t, &column, &attribute, *value);
                     }
                 };
-                scope.spawn(move || fedtwin_fmi::run_with(config, connector, record))
+                scope.spawn(move || fedtwin_fmi::run_until(config, connector, record, stop))
             })
             .collect();
         handles.into_iter().map(|h| h.join()).collect()
@@ -574,6 +631,9 @@ fn fmu(paths: &[PathBuf], out: Option<&Path>) -> Result<(), String> {
     for (config, result) in configs.iter().zip(results) {
         match result {
             Ok(Ok(summary)) => println!("{}: {summary}", config.instance),
+            Ok(Err(AdapterError::Interrupted { time, .. })) => {
+                println!("{}: stopped at {time}, interrupted", config.instance);
+            }
             Ok(Err(error)) => failures.push(error.to_string()),
             Err(_) => failures.push(format!(
                 "the adapter thread of `{}` panicked",

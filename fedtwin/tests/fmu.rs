@@ -135,3 +135,68 @@ fn unpacked_fmus_of_dead_processes_are_swept_away() {
         .collect();
     assert_eq!(left, [alive.file_name().unwrap().to_owned()]);
 }
+
+/// Ctrl-C (SIGINT) stops a long run of `fedtwin fmu` politely: each FMU ends after its current
+/// step, the recorded outputs are written, the unpacked FMUs removed, and the exit code is 130.
+#[test]
+fn an_interrupted_fmu_run_stops_after_the_step_and_exits_with_130() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = example_dir("interrupt");
+    for file in ["mass.toml", "spring.toml"] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("stop = \"5s\""), "{text}");
+        std::fs::write(&path, text.replace("stop = \"5s\"", "stop = \"100000s\"")).unwrap();
+    }
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedtwin"))
+        .env("TMPDIR", &tmp)
+        .args(["--log", "info", "fmu"])
+        .args(["--config".as_ref(), dir.join("mass.toml").as_os_str()])
+        .args(["--config".as_ref(), dir.join("spring.toml").as_os_str()])
+        .args(["--out".as_ref(), dir.join("out").as_os_str()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once both FMUs are stepping.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut ready = 0;
+    for line in stderr.by_ref() {
+        if line.unwrap().contains("FMU ready") {
+            ready += 1;
+            if ready == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(ready, 2, "the FMUs never got ready");
+    let rest = std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let messages = rest.join().unwrap().join("\n");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(130), "{stdout}\n{messages}");
+    assert!(
+        messages.contains("interrupted: stopping the FMUs"),
+        "{messages}"
+    );
+    assert!(!messages.contains("did not stop"), "{messages}");
+    for instance in ["mass", "spring"] {
+        assert!(
+            stdout.contains(&format!("{instance}: stopped at ")),
+            "{stdout}\n{messages}"
+        );
+    }
+    // What was recorded is written: the start row and at least one step.
+    let csv = std::fs::read_to_string(dir.join("out/signals.csv")).unwrap();
+    assert!(csv.lines().count() >= 3, "{csv}");
+    // Both unpacked FMUs went with the run.
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

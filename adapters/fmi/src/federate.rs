@@ -30,6 +30,8 @@
 //! * `fmi2Error`, `fmi2Fatal`: the federate resigns (so that the others' GALT moves on) and the
 //!   run ends with [`AdapterError::Fmu`], quoting the FMU's message.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use federate_sdk::{
     Connector, Delivery, Error as FederateError, Federate, ObjectInstance, Order, SimDuration,
     SimTime, TlsFiles, Values, blocking, hosted,
@@ -95,6 +97,15 @@ pub enum AdapterError {
         value_type: ValueType,
         /// What the input takes.
         takes: Box<str>,
+    },
+    /// The run was asked to stop ([`run_until`]) before its stop time; the FMU was terminated
+    /// and the federate resigned.
+    #[error("FMU `{instance}` stopped on request at {time}, before its stop time")]
+    Interrupted {
+        /// The instance (federate) name.
+        instance: String,
+        /// The FMU's time when it stopped.
+        time: SimTime,
     },
     /// The federation refused or lost the federate.
     #[error("federate `{instance}`: {source}")]
@@ -257,6 +268,22 @@ pub fn run_with(
     connector: Connector,
     on_outputs: impl FnMut(SimTime, &[f64]),
 ) -> Result<RunSummary, AdapterError> {
+    run_until(config, connector, on_outputs, &AtomicBool::new(false))
+}
+
+/// As [`run_with`], stopping before the next step once `stop` is set: the FMU is terminated
+/// (`fmi2Terminate`, so that it can finish its files), the federate resigns and the run ends
+/// with [`AdapterError::Interrupted`]. A step waiting for its grant finishes first.
+///
+/// # Errors
+///
+/// As [`run`], and [`AdapterError::Interrupted`].
+pub fn run_until(
+    config: &AdapterConfig,
+    connector: Connector,
+    on_outputs: impl FnMut(SimTime, &[f64]),
+    stop: &AtomicBool,
+) -> Result<RunSummary, AdapterError> {
     // The step is checked here, by the adapter: the RTI's event-mode check counts the
     // lookahead as a coupling delay, which in lock-step is the same exchange as the step and
     // would be counted twice. The dynamics go to the RTI as lock-step ones, for the partners
@@ -339,7 +366,7 @@ pub fn run_with(
         let _ = lockstep.federate.resign();
         return Err(error);
     }
-    match lockstep.run(on_outputs) {
+    match lockstep.run(on_outputs, stop) {
         Ok(summary) => {
             lockstep
                 .federate
@@ -355,7 +382,11 @@ pub fn run_with(
             Ok(summary)
         }
         Err(error) => {
-            warn!(instance = %config.instance, "run failed, resigning: {error}");
+            if matches!(error, AdapterError::Interrupted { .. }) {
+                info!(instance = %config.instance, "{error}; resigning");
+            } else {
+                warn!(instance = %config.instance, "run failed, resigning: {error}");
+            }
             let _ = lockstep.federate.resign();
             drop(connector);
             Err(error)
@@ -577,6 +608,7 @@ impl LockStep<'_, '_> {
     fn run(
         &mut self,
         mut on_outputs: impl FnMut(SimTime, &[f64]),
+        stop: &AtomicBool,
     ) -> Result<RunSummary, AdapterError> {
         let config = self.adapter.config;
         let h = self.adapter.h;
@@ -611,6 +643,17 @@ impl LockStep<'_, '_> {
         let mut terminated_early = None;
         while steps < total {
             let now = self.federate.time();
+            if stop.load(Ordering::Relaxed) {
+                let adapter = &mut *self.adapter;
+                adapter
+                    .instance
+                    .terminate()
+                    .map_err(|e| adapter.fmi_error(e))?;
+                return Err(AdapterError::Interrupted {
+                    instance: config.instance.clone(),
+                    time: fmu_time(now),
+                });
+            }
             if !self.adapter.inputs.is_empty() {
                 let adapter = &mut *self.adapter;
                 write_signals(
@@ -646,6 +689,11 @@ impl LockStep<'_, '_> {
                 .federate
                 .step(h)
                 .map_err(|e| self.adapter.federation_error(e))?;
+            if stop.load(Ordering::Relaxed) {
+                // The run ends before the next step: what the grant brings is not used, and
+                // partners leaving are the interrupt's doing, not worth a warning.
+                continue;
+            }
             self.reflect(&grant.deliveries, true)?;
         }
 

@@ -47,7 +47,7 @@ use fedtwin_core::{SimDuration, SimTime};
 
 pub use config::{AdapterConfig, ConfigError};
 pub use error::{FmiError, Status};
-pub use federate::{AdapterError, RunSummary, run, run_with};
+pub use federate::{AdapterError, RunSummary, run, run_until, run_with};
 pub use fmu::{Fmu, platform};
 pub use instance::{FmuState, Instance, StepOutcome};
 pub use model_description::{DescriptionError, ModelDescription};
