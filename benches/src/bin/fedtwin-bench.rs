@@ -521,14 +521,9 @@ fn report(scenario: &Scenario, measurement: &Measurement) -> String {
 /// `raw-udp/udp`: the network's floor. A [`MESSAGE_LEN`]-byte datagram echoed over loopback by
 /// a thread with a blocking socket, the client on this thread: no TLS, no QUIC, no runtime.
 fn raw_udp(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
-    use std::net::UdpSocket;
-
     let io = |what: &str, e: io::Error| format!("raw UDP {what}: {e}");
-    let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| io("bind", e))?;
+    let server = loopback_udp().map_err(|e| io("socket", e))?;
     let address = server.local_addr().map_err(|e| io("address", e))?;
-    server
-        .set_read_timeout(Some(NETWORK_TIMEOUT))
-        .map_err(|e| io("timeout", e))?;
     let echo = thread::Builder::new()
         .name("bench-udp-echo".into())
         .spawn(move || {
@@ -542,11 +537,8 @@ fn raw_udp(setup: &Setup, _federates: usize) -> Result<Measurement, String> {
         })
         .map_err(|e| format!("cannot start the UDP echo thread: {e}"))?;
 
-    let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| io("bind", e))?;
+    let client = loopback_udp().map_err(|e| io("socket", e))?;
     client.connect(address).map_err(|e| io("connect", e))?;
-    client
-        .set_read_timeout(Some(NETWORK_TIMEOUT))
-        .map_err(|e| io("timeout", e))?;
     let message = [7u8; MESSAGE_LEN];
     let mut buffer = [0u8; MESSAGE_LEN];
     let mut round_trip = || -> Result<Duration, String> {
@@ -657,14 +649,9 @@ const LAST_ROUND: u8 = 1;
 /// then every grant) with nothing but the kernel's UDP path. Client `f0` decides the last round
 /// and times its round trips; `grants_per_s` counts all clients' echoes.
 fn raw_barrier_udp(setup: &Setup, clients: usize) -> Result<Measurement, String> {
-    use std::net::UdpSocket;
-
     let io = |what: &str, e: io::Error| format!("raw UDP barrier {what}: {e}");
-    let server = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| io("bind", e))?;
+    let server = loopback_udp().map_err(|e| io("socket", e))?;
     let address = server.local_addr().map_err(|e| io("address", e))?;
-    server
-        .set_read_timeout(Some(NETWORK_TIMEOUT))
-        .map_err(|e| io("timeout", e))?;
     let echo = thread::Builder::new()
         .name("bench-udp-barrier".into())
         .spawn(move || -> Result<(), String> {
@@ -696,11 +683,8 @@ fn raw_barrier_udp(setup: &Setup, clients: usize) -> Result<Measurement, String>
     let budget = setup.budget;
     let mut threads = Vec::with_capacity(clients);
     for index in 0..clients {
-        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| io("bind", e))?;
+        let client = loopback_udp().map_err(|e| io("socket", e))?;
         client.connect(address).map_err(|e| io("connect", e))?;
-        client
-            .set_read_timeout(Some(NETWORK_TIMEOUT))
-            .map_err(|e| io("timeout", e))?;
         let thread = thread::Builder::new()
             .name(format!("bench-f{index}"))
             .spawn(move || {
@@ -735,9 +719,7 @@ fn raw_barrier_udp(setup: &Setup, clients: usize) -> Result<Measurement, String>
 /// federate); the server's connections share one current-thread runtime (as the daemon's) and
 /// meet at a barrier each round.
 fn raw_barrier_quinn(setup: &Setup, clients: usize) -> Result<Measurement, String> {
-    let mut config = tls::server_config(&setup.server_tls(), false)
-        .map_err(|e| format!("barrier server TLS: {e}"))?;
-    config.transport_config(transport_config()?);
+    let config = echo_server_config(setup)?;
     let (listening, address) = mpsc::channel();
     let server = thread::Builder::new()
         .name("bench-quinn-barrier".into())
@@ -843,15 +825,8 @@ async fn barrier_client(
         let ending = index == 0 && !meter.more();
         message[0] = u8::from(ending);
         let start = Instant::now();
-        within("a round", async {
-            send.write_all(&message)
-                .await
-                .map_err(|e| format!("barrier client write: {e}"))?;
-            recv.read_exact(&mut message)
-                .await
-                .map_err(|e| format!("barrier client read: {e}"))
-        })
-        .await??;
+        let sent = message;
+        exchange(&mut send, &mut recv, &sent, &mut message, "barrier client").await?;
         if !ending {
             meter.record(start.elapsed());
         }
@@ -860,16 +835,7 @@ async fn barrier_client(
         }
     }
     let measurement = meter.finish();
-    send.finish()
-        .map_err(|e| format!("barrier client finish: {e}"))?;
-    within(
-        "the end of the barrier stream",
-        recv.read_to_end(MESSAGE_LEN),
-    )
-    .await?
-    .map_err(|e| format!("barrier client end of stream: {e}"))?;
-    connection.close(0u32.into(), b"done");
-    let _ = within("the client going idle", endpoint.wait_idle()).await;
+    hang_up(endpoint, connection, send, recv, "barrier client").await?;
     Ok(measurement)
 }
 
@@ -1707,9 +1673,7 @@ impl EchoServer {
     /// Starts the server on 127.0.0.1 with a free port, with the TLS configuration the daemon
     /// uses, and waits until it listens.
     fn start(setup: &Setup) -> Result<Self, String> {
-        let mut config = tls::server_config(&setup.server_tls(), false)
-            .map_err(|e| format!("echo server TLS: {e}"))?;
-        config.transport_config(transport_config()?);
+        let config = echo_server_config(setup)?;
         let (listening, address) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("bench-echo-server".into())
@@ -1732,6 +1696,14 @@ impl EchoServer {
     fn finish(self) -> Result<(), String> {
         joined(self.thread, "echo server")
     }
+}
+
+/// The TLS configuration the daemon uses, with its transport settings.
+fn echo_server_config(setup: &Setup) -> Result<quinn::ServerConfig, String> {
+    let mut config = tls::server_config(&setup.server_tls(), false)
+        .map_err(|e| format!("echo server TLS: {e}"))?;
+    config.transport_config(transport_config()?);
+    Ok(config)
 }
 
 /// The TLS configuration the SDK uses, with the SDK's transport settings.
@@ -1799,31 +1771,53 @@ async fn echo_client(
     let mut meter = Meter::new(&budget);
     while meter.more() {
         let start = Instant::now();
-        within("an echo", async {
-            send.write_all(&message)
-                .await
-                .map_err(|e| format!("echo client write: {e}"))?;
-            recv.read_exact(&mut echo)
-                .await
-                .map_err(|e| format!("echo client read: {e}"))
-        })
-        .await??;
+        exchange(&mut send, &mut recv, &message, &mut echo, "echo client").await?;
         meter.record(start.elapsed());
         if echo != message {
             return Err("the echo differs from the message".to_owned());
         }
     }
     let measurement = meter.finish();
+    hang_up(endpoint, connection, send, recv, "echo client").await?;
+    Ok(measurement)
+}
 
-    // End cleanly: finish our side, read the server's end, close, let the close frame leave.
-    send.finish()
-        .map_err(|e| format!("echo client finish: {e}"))?;
-    within("the end of the echo stream", recv.read_to_end(MESSAGE_LEN))
+/// Writes `message` on the stream and reads its answer into `reply`, within
+/// [`NETWORK_TIMEOUT`].
+async fn exchange(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    message: &[u8; MESSAGE_LEN],
+    reply: &mut [u8; MESSAGE_LEN],
+    who: &str,
+) -> Result<(), String> {
+    within("an echo", async {
+        send.write_all(message)
+            .await
+            .map_err(|e| format!("{who} write: {e}"))?;
+        recv.read_exact(reply)
+            .await
+            .map_err(|e| format!("{who} read: {e}"))
+    })
+    .await?
+}
+
+/// Ends a client's stream cleanly: finishes this side, reads the server's end, closes the
+/// connection and lets the close frame leave.
+async fn hang_up(
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    who: &str,
+) -> Result<(), String> {
+    send.finish().map_err(|e| format!("{who} finish: {e}"))?;
+    within("the end of the stream", recv.read_to_end(MESSAGE_LEN))
         .await?
-        .map_err(|e| format!("echo client end of stream: {e}"))?;
+        .map_err(|e| format!("{who} end of stream: {e}"))?;
     connection.close(0u32.into(), b"done");
     let _ = within("the client going idle", endpoint.wait_idle()).await;
-    Ok(measurement)
+    Ok(())
 }
 
 /// The QUIC I/O thread of `raw-quinn-handoff`: moves messages from `outgoing` to the stream
@@ -2311,6 +2305,14 @@ fn transport_config() -> Result<Arc<quinn::TransportConfig>, String> {
     transport.max_idle_timeout(Some(idle));
     transport.keep_alive_interval(Some(IDLE_TIMEOUT / 3));
     Ok(Arc::new(transport))
+}
+
+/// A blocking UDP socket on 127.0.0.1 with a free port, whose reads give up after
+/// [`NETWORK_TIMEOUT`] (a lost datagram fails the scenario instead of hanging it).
+fn loopback_udp() -> io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    socket.set_read_timeout(Some(NETWORK_TIMEOUT))?;
+    Ok(socket)
 }
 
 /// Runs `future` to completion on a new current-thread runtime with I/O and timers.
