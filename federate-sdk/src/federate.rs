@@ -870,11 +870,16 @@ impl Federate {
     ///
     /// # Errors
     ///
-    /// [`Error::Refused`] or [`Error::Disconnected`].
+    /// [`Error::Refused`] or [`Error::Disconnected`]; [`Error::EarlierRefused`] when a
+    /// pipelined request was refused and not yet reported: the federate has resigned all the
+    /// same.
     pub async fn resign(mut self) -> Result<()> {
-        self.call(Request::Resign).await?;
+        // A refusal still to be reported must not keep the federate from leaving: dropped
+        // without resigning, the RTI would count it lost (and halt a federation under `halt`).
+        let earlier = self.take_deferred();
+        self.call_quietly(Request::Resign).await?;
         info!(federation = %self.federation, federate = %self.name, "resigned");
-        Ok(())
+        earlier.and_then(|()| self.take_deferred())
     }
 
     /// An advance is answered only if refused; otherwise its grant is the answer. Pipelined

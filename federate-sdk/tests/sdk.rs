@@ -322,3 +322,50 @@ fn a_start_barrier_behind_a_leftover_point_of_its_name_fails_in_time() {
     );
     old.resign().unwrap();
 }
+
+/// A refused update not yet reported does not keep its federate from resigning: it leaves
+/// (the others are not told it was lost, and go on) and the refusal comes back from `resign`.
+#[test]
+fn a_federate_resigns_even_with_a_refusal_still_to_report() {
+    // Under `halt` a federate dropped without resigning would stop the federation.
+    let rti = EmbeddedRti::start_with(fedtwin_rti::FaultSettings {
+        on_federate_lost: fedtwin_core::LossPolicy::Halt,
+        ..fedtwin_rti::FaultSettings::default()
+    })
+    .unwrap();
+    let mut grid = Federate::builder("leaving", "grid")
+        .create_federation(model())
+        .time_regulating(one_second())
+        .join_blocking(&rti)
+        .unwrap();
+    let mut meter = Federate::builder("leaving", "meter")
+        .create_federation(model())
+        .time_constrained()
+        .join_blocking(&rti)
+        .unwrap();
+    grid.publish(&["Grid.Bus.voltage"]).unwrap();
+    let bus = grid.register_object("Grid.Bus", None).unwrap();
+    // The RTI refuses a value named twice; updates are only answered when refused.
+    let twice = Values::new()
+        .with("voltage", &1.0)
+        .unwrap()
+        .with("voltage", &2.0)
+        .unwrap();
+    grid.update(&bus, twice, None).unwrap();
+    let error = grid.resign().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::EarlierRefused {
+                source: RtiError::DuplicateValue(_),
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let status = rti.status("leaving").unwrap().unwrap();
+    let names: Vec<_> = status.federates.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["meter"]);
+    assert_eq!(meter.advance_to(secs(5)).unwrap().time, secs(5));
+    meter.resign().unwrap();
+}
