@@ -862,7 +862,10 @@ impl Federate {
         })
         .await?;
         self.wait(|s| s.synchronized.contains(label)).await?;
+        // The RTI forgets a completed point, so the label may be registered again: a later
+        // round must wait for its own announcement and completion.
         self.state.announced.remove(label);
+        self.state.synchronized.remove(label);
         Ok(())
     }
 
@@ -1206,6 +1209,8 @@ impl State {
                 });
             }
             Callback::AnnounceSyncPoint { label, tag } => {
+                // A new round of a label used before.
+                self.synchronized.remove(&label);
                 self.announced.insert(label, tag);
             }
             Callback::FederationSynchronized { label } => {

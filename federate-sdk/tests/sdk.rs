@@ -369,3 +369,41 @@ fn a_federate_resigns_even_with_a_refusal_still_to_report() {
     assert_eq!(meter.advance_to(secs(5)).unwrap().time, secs(5));
     meter.resign().unwrap();
 }
+
+/// A label can serve again once its point completed: the second round waits for everyone
+/// again instead of passing at once on the first round's completion.
+#[test]
+fn a_synchronization_label_can_be_used_for_a_second_round() {
+    let rti = EmbeddedRti::start().unwrap();
+    let mut a = Federate::builder("rounds", "a")
+        .create_federation(model())
+        .join_blocking(&rti)
+        .unwrap();
+    let mut b = Federate::builder("rounds", "b")
+        .create_federation(model())
+        .join_blocking(&rti)
+        .unwrap();
+    for round in 0..2 {
+        a.register_sync_point("step", &["a", "b"]).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let waiter = thread::spawn(move || {
+            a.synchronize("step").unwrap();
+            done.send(()).unwrap();
+            a
+        });
+        // `b` has not reached the point: `a` must still be waiting.
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "round {round}: `a` passed the point before `b` reached it"
+        );
+        b.synchronize("step").unwrap();
+        finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        a = waiter.join().unwrap();
+    }
+    a.resign().unwrap();
+    b.resign().unwrap();
+}
