@@ -555,7 +555,7 @@ impl Sessions {
                 session.unacked.drain(..done as usize);
             }
             Request::Resume { token, received } => {
-                if let Err(reason) = self.resume(now, link, token, received) {
+                if let Err(reason) = self.resume(now, link, token, received, engine) {
                     warn!(%reason, "resume refused");
                     if let Some(session) = self.sessions.get(&link)
                         && let Some((_, writer)) = &session.link
@@ -600,6 +600,7 @@ impl Sessions {
         link: ConnectionId,
         token: ResumeToken,
         received: u64,
+        engine: &mut Engine,
     ) -> Result<(), String> {
         let fresh = self
             .sessions
@@ -643,6 +644,9 @@ impl Sessions {
         if let Some(token) = fresh.token {
             self.tokens.remove(&token);
         }
+        // The engine knows the fresh connection too; from now on its traffic is the resumed
+        // session's (under that session's id).
+        engine.disconnect(now, link);
         let Some((_, writer)) = fresh.link else {
             return Err("connection closed".into());
         };
