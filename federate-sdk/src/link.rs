@@ -467,7 +467,7 @@ async fn run_session(
         for message in state
             .lock()
             .unanswered
-            .range(last_request + 1..)
+            .range(last_request.saturating_add(1)..)
             .map(|(_, m)| m)
         {
             if let Err(error) = encode_frame(message, &mut buffer, DEFAULT_MAX_FRAME) {
@@ -480,7 +480,11 @@ async fn run_session(
             )));
         }
         info!(
-            resent = state.lock().unanswered.range(last_request + 1..).count(),
+            resent = state
+                .lock()
+                .unanswered
+                .range(last_request.saturating_add(1)..)
+                .count(),
             "session resumed"
         );
         std::mem::swap(&mut current, &mut next);
@@ -706,8 +710,11 @@ async fn carry(
                 };
             }
         }
-        // The federate is gone: end politely.
-        let _ = send.finish();
+        // The federate is gone: end politely. Closing drops what the stream still buffers, so
+        // let the daemon read it to the end first (briefly: it may be gone too).
+        if send.finish().is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+        }
         connection.close(
             quinn::VarInt::from_u32(0),
             b"federate closed the connection",
