@@ -892,6 +892,7 @@ impl Federate {
             return Err(Error::AdvancePending);
         }
         self.take_deferred()?;
+        self.state.answer = None;
         let id = self.send(Request::Advance { kind, time })?;
         self.state.advance_request = id;
         self.state.awaiting = Some(id);
@@ -948,6 +949,8 @@ impl Federate {
     /// for requests whose outcome must not be lost, such as an advance.
     async fn call_quietly(&mut self, request: Request) -> Result<Response> {
         self.take_deferred()?;
+        // An answer left by a call whose future was dropped is not this call's.
+        self.state.answer = None;
         let what = request.name();
         let id = self.send(request)?;
         self.state.awaiting = Some(id);
@@ -1098,7 +1101,12 @@ impl State {
                 what
             }
             // Beyond what is kept (see `pipeline`): still a pipelined request's refusal.
-            _ if id < self.next_request && result.is_err() => "an earlier update or interaction",
+            _ if id <= self.next_request && result.is_err() => "an earlier update or interaction",
+            _ if id <= self.next_request => {
+                // The answer to a call whose future was dropped before it came.
+                debug!(id, "answer to a cancelled call dropped");
+                return Ok(());
+            }
             _ => return Err(Error::Protocol(format!("response to unknown request {id}"))),
         };
         if let Err(source) = result {

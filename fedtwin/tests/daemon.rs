@@ -442,6 +442,39 @@ fn async_federates_with_io_on_the_runtime_exchange_in_timestamp_order() {
     assert_eq!(received, expected);
 }
 
+/// A call dropped before its answer came (a timeout around it) leaves nothing behind: its late
+/// answer is not taken for the next call's, nor does it fail the next call as unknown.
+#[test]
+fn a_call_dropped_before_its_answer_does_not_confuse_the_next() {
+    let scratch = Scratch::new("cancelled-call");
+    let (certs, config) = federation_setup(&scratch);
+    let daemon = Daemon::start(&config);
+    let runtime = runtime();
+    runtime.block_on(async {
+        let mut ping = Federate::builder("ping-pong", "ping")
+            .create_federation(ping_pong::model())
+            .join(daemon.connector(&certs, "ping"))
+            .await
+            .unwrap();
+        // Polled once, then dropped: the request goes out, its answer cannot be back yet.
+        let mut call = Box::pin(ping.register_sync_point("first", &[]));
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(call.as_mut(), cx))
+        })
+        .await;
+        assert!(polled.is_pending(), "answered within one poll: {polled:?}");
+        drop(call);
+        // Let the first answer arrive while no call waits, then make another call.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ping.publish_interaction("Ping").await.unwrap();
+        // The second point is new: had the first answer been taken for it, this would fail.
+        ping.register_sync_point("second", &[]).await.unwrap();
+        let exists = ping.register_sync_point("second", &[]).await.unwrap_err();
+        assert!(exists.to_string().contains("second"), "{exists}");
+        ping.resign().await.unwrap();
+    });
+}
+
 /// Polls `done` every 50 ms until it returns something, failing after `bound`.
 fn within<T>(bound: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + bound;
