@@ -149,7 +149,7 @@ impl FederateBuilder {
     ///
     /// Not cancel safe: a dropped join may leave the federate joined until the connection,
     /// dropped with it, closes.
-    pub async fn join(self, rti: impl Into<Connector>) -> Result<Federate> {
+    pub async fn join(mut self, rti: impl Into<Connector>) -> Result<Federate> {
         let link = Link::open(&rti.into(), self.spin, self.drive).await?;
         let mut federate = Federate {
             link,
@@ -159,7 +159,7 @@ impl FederateBuilder {
             model: Arc::new(ObjectModel::new()),
             names: Names::default(),
         };
-        if let Some(model) = self.model {
+        if let Some(model) = self.model.take() {
             federate
                 .call(Request::CreateFederation {
                     federation: self.federation.clone(),
@@ -180,6 +180,20 @@ impl FederateBuilder {
         federate.names = Names::new(&model);
         federate.model = Arc::new(model);
         federate.state.time = time;
+        if let Err(error) = self.set_up(&mut federate).await {
+            // Joined but not as asked: leave, rather than be dropped and counted lost (which
+            // halts a federation under `halt` and keeps the name taken for a resume's grace).
+            if let Err(resign) = federate.resign().await {
+                debug!(%resign, "resigning after a failed join");
+            }
+            return Err(error);
+        }
+        info!(federation = %self.federation, federate = %self.name, "joined");
+        Ok(federate)
+    }
+
+    /// What the builder asks for after the join: dynamics, regulation, constraint.
+    async fn set_up(&self, federate: &mut Federate) -> Result<()> {
         if let Some(lambda) = self.fastest_eigenvalue {
             federate.declare(lambda, self.lock_step).await?;
         }
@@ -189,8 +203,7 @@ impl FederateBuilder {
         if self.constrained {
             federate.enable_time_constrained().await?;
         }
-        info!(federation = %self.federation, federate = %self.name, "joined");
-        Ok(federate)
+        Ok(())
     }
 }
 

@@ -407,3 +407,37 @@ fn a_synchronization_label_can_be_used_for_a_second_round() {
     a.resign().unwrap();
     b.resign().unwrap();
 }
+
+/// A join refused after the federate is in (here its declared dynamics) leaves the federation
+/// again: the others are not told it was lost, which under `halt` would stop them.
+#[test]
+fn a_join_refused_halfway_leaves_instead_of_being_lost() {
+    let rti = EmbeddedRti::start_with(fedtwin_rti::FaultSettings {
+        on_federate_lost: fedtwin_core::LossPolicy::Halt,
+        ..fedtwin_rti::FaultSettings::default()
+    })
+    .unwrap();
+    let mut grid = Federate::builder("halfway", "grid")
+        .create_federation(model())
+        .time_regulating(one_second())
+        .time_constrained()
+        .join_blocking(&rti)
+        .unwrap();
+    let refused = Federate::builder("halfway", "meter")
+        .fastest_eigenvalue(f64::NAN)
+        .time_regulating(one_second())
+        .join_blocking(&rti)
+        .unwrap_err();
+    assert!(matches!(refused, Error::Refused { .. }), "{refused}");
+    let status = rti.status("halfway").unwrap().unwrap();
+    let names: Vec<_> = status.federates.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["grid"]);
+    assert_eq!(grid.advance_to(secs(3)).unwrap().time, secs(3));
+    // The name is free again.
+    Federate::builder("halfway", "meter")
+        .join_blocking(&rti)
+        .unwrap()
+        .resign()
+        .unwrap();
+    grid.resign().unwrap();
+}
