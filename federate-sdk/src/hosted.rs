@@ -287,7 +287,17 @@ impl LockStep {
             }
             Ok(())
         })();
-        lockstep.check(declared)?;
+        if let Err(error) = declared {
+            // Leave rather than be dropped and counted lost (see `FederateBuilder::join`).
+            let name = lockstep.name.clone();
+            if let Err(resign) = lockstep.federate.resign() {
+                tracing::debug!(%resign, "resigning after a refused declaration");
+            }
+            return Err(HostedError {
+                federate: name,
+                source: error,
+            });
+        }
         Ok(lockstep)
     }
 
