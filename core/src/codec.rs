@@ -10,6 +10,11 @@ use serde::de::DeserializeOwned;
 /// Default largest frame body: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
+/// The most value bytes one update or interaction may carry: the frame less room for what the
+/// RTI adds when it delivers them (handles, the sender's name, the order), so that whatever
+/// the RTI accepts it can also deliver.
+pub const MAX_VALUE_BYTES: usize = DEFAULT_MAX_FRAME - 64 * 1024;
+
 /// Size of the length prefix.
 pub const HEADER_LEN: usize = 4;
 

@@ -16,6 +16,20 @@ pub enum Error {
         #[source]
         source: RtiError,
     },
+    /// An update or interaction carries more value bytes than a frame can deliver; nothing
+    /// was sent.
+    #[error(
+        "{what} carries {bytes} bytes of values; at most {max} fit in one message: send the \
+         data in parts, or by reference (a file or URL)"
+    )]
+    TooLarge {
+        /// The update or interaction, in words.
+        what: String,
+        /// The value bytes it carries.
+        bytes: usize,
+        /// The most allowed ([`fedtwin_core::codec::MAX_VALUE_BYTES`]).
+        max: usize,
+    },
     /// A pipelined request (an update or interaction, not waited for) was refused; reported
     /// by the next call.
     #[error("an earlier {request} was refused: {source}")]

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedtwin_core::codec::MAX_VALUE_BYTES;
 use fedtwin_core::message::{
     AdvanceKind, Callback, ClientMessage, Payload, Request, Response, ServerMessage,
 };
@@ -543,6 +544,7 @@ impl Federate {
             return Err(Error::NotOwned(object.name.to_string()));
         };
         let published = self.state.published.get(&class);
+        check_size(&format!("the update of `{}`", object.name), &values)?;
         let mut encoded = Vec::with_capacity(values.0.len());
         for (name, payload) in values.0 {
             let attribute = self.model.attribute(class, &name)?;
@@ -570,6 +572,7 @@ impl Federate {
         if !self.state.published_interactions.contains(&class_handle) {
             return Err(Error::NotPublished(class.to_owned()));
         }
+        check_size(&format!("the interaction `{class}`"), &parameters)?;
         let mut encoded = Vec::with_capacity(parameters.0.len());
         for (name, payload) in parameters.0 {
             encoded.push((self.model.parameter(class_handle, &name)?, payload));
@@ -1252,6 +1255,19 @@ impl State {
             ),
         }
     }
+}
+
+/// Refuses values too large to be delivered in one frame ([`MAX_VALUE_BYTES`]).
+fn check_size(what: &str, values: &Values) -> Result<()> {
+    let bytes: usize = values.0.iter().map(|(_, payload)| payload.len()).sum();
+    if bytes > MAX_VALUE_BYTES {
+        return Err(Error::TooLarge {
+            what: what.to_owned(),
+            bytes,
+            max: MAX_VALUE_BYTES,
+        });
+    }
+    Ok(())
 }
 
 fn unexpected(what: &str, response: &Response) -> Error {

@@ -700,8 +700,12 @@ async fn carry(
                 state.lock().keep(&message);
                 Some(message)
             };
-            for error in encode_batch(first, more, &mut buffer, DEFAULT_MAX_FRAME) {
-                warn!(%error, "request not sent");
+            if let Some(error) = encode_batch(first, more, &mut buffer, DEFAULT_MAX_FRAME).first() {
+                // Skipped, the request would leave its call waiting forever; the SDK refuses
+                // oversized values before this, so only an oversized object model gets here.
+                let _ = send.finish();
+                connection.close(quinn::VarInt::from_u32(0), b"federate request too large");
+                return Ended::Closed(format!("a request cannot be sent to the RTI: {error}"));
             }
             if let Err(error) = send.write_all(&buffer).await {
                 return match error {

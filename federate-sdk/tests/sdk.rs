@@ -441,3 +441,34 @@ fn a_join_refused_halfway_leaves_instead_of_being_lost() {
         .unwrap();
     grid.resign().unwrap();
 }
+
+/// Values too large for one message are refused by the call that carries them, naming the
+/// sizes, and nothing is sent: the federate goes on.
+#[test]
+fn values_too_large_for_a_message_are_refused_with_the_call() {
+    let rti = EmbeddedRti::start().unwrap();
+    let mut grid = Federate::builder("large", "grid")
+        .create_federation(model())
+        .join_blocking(&rti)
+        .unwrap();
+    grid.publish(&["Grid.Bus.voltage"]).unwrap();
+    grid.publish_interaction("Grid.Trip").unwrap();
+    let bus = grid.register_object("Grid.Bus", Some("bus1")).unwrap();
+    let huge = vec![7u8; fedtwin_core::codec::MAX_VALUE_BYTES + 1];
+    let values = Values::new().with("voltage", &huge).unwrap();
+    let error = grid.update(&bus, values, None).unwrap_err();
+    assert!(
+        matches!(error, Error::TooLarge { bytes, max, .. } if bytes > max),
+        "{error}"
+    );
+    assert!(error.to_string().contains("`bus1`"), "{error}");
+    let parameters = Values::new().with("breaker", &huge).unwrap();
+    let error = grid
+        .send_interaction("Grid.Trip", parameters, None)
+        .unwrap_err();
+    assert!(matches!(error, Error::TooLarge { .. }), "{error}");
+    // A value that fits still goes.
+    let fits = Values::new().with("voltage", &1.0).unwrap();
+    grid.update(&bus, fits, None).unwrap();
+    grid.resign().unwrap();
+}

@@ -68,6 +68,8 @@ pub mod close_code {
     pub const PROTOCOL: u32 = 3;
     /// The peer's certificate was revoked while it was connected.
     pub const REVOKED: u32 = 4;
+    /// A message for the peer does not fit in a frame (one it would refuse to read).
+    pub const TOO_LARGE: u32 = 5;
 }
 
 /// How often the daemon looks for a changed revocation list.
@@ -911,7 +913,7 @@ async fn serve_connection(
     {
         return;
     }
-    tokio::spawn(write_frames(send, outgoing, max_frame).in_current_span());
+    tokio::spawn(write_frames(send, connection.clone(), outgoing, max_frame).in_current_span());
     tokio::spawn(read_datagrams(connection.clone(), id, to_engine.clone()).in_current_span());
 
     let mut reader = FrameReader::new(max_frame);
@@ -1034,16 +1036,23 @@ fn forward_frames(
     Ok(())
 }
 
-/// Writes the engine's messages, everything ready at once in one write.
+/// Writes the engine's messages, everything ready at once in one write. A message that cannot
+/// be encoded within `max_frame` closes the connection, naming why: skipped, it would leave a
+/// gap the federate never learns of (and the session's numbering one off).
 async fn write_frames(
     mut send: quinn::SendStream,
+    connection: quinn::Connection,
     mut outgoing: UnboundedReceiver<ServerMessage>,
     max_frame: usize,
 ) {
     let mut buffer = Vec::with_capacity(64 * 1024);
     while let Some(message) = outgoing.recv().await {
-        for error in encode_batch(message, || outgoing.try_recv().ok(), &mut buffer, max_frame) {
-            warn!(%error, "message not sent");
+        let errors = encode_batch(message, || outgoing.try_recv().ok(), &mut buffer, max_frame);
+        if let Some(error) = errors.first() {
+            warn!(%error, "a message for the federate cannot be sent; closing its connection");
+            let reason = format!("the RTI cannot send a message to this federate: {error}");
+            connection.close(VarInt::from_u32(close_code::TOO_LARGE), reason.as_bytes());
+            return;
         }
         if let Err(error) = send.write_all(&buffer).await {
             debug!(%error, "peer stream closed");
