@@ -458,10 +458,8 @@ fn a_call_dropped_before_its_answer_does_not_confuse_the_next() {
             .unwrap();
         // Polled once, then dropped: the request goes out, its answer cannot be back yet.
         let mut call = Box::pin(ping.register_sync_point("first", &[]));
-        let polled = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::future::Future::poll(call.as_mut(), cx))
-        })
-        .await;
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
         assert!(polled.is_pending(), "answered within one poll: {polled:?}");
         drop(call);
         // Let the first answer arrive while no call waits, then make another call.
