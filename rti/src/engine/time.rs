@@ -58,6 +58,9 @@ struct TimeState {
     regulation: Option<Regulation>,
     constrained: Constrained,
     advance: Option<(AdvanceKind, SimTime)>,
+    /// `time` was granted by a time advance or next event request (not an "available" one),
+    /// which promised every message stamped up to it delivered.
+    granted_strict: bool,
     earliest_queued: Option<SimTime>,
     // The keys under which this federate currently sits in the indexes.
     own_key: Option<SimTime>,
@@ -101,6 +104,7 @@ impl TimeManager {
             regulation: None,
             constrained: Constrained::No,
             advance: None,
+            granted_strict: false,
             earliest_queued: None,
             own_key: None,
             ner_key: None,
@@ -134,8 +138,10 @@ impl TimeManager {
         self.state(id).and_then(|s| s.advance)
     }
 
-    /// Becomes regulating. The first bound is at least every constrained federate's time, so no
-    /// one can receive a message from the newcomer in its past.
+    /// Becomes regulating. The first bound is above every constrained federate's time, so no
+    /// one can receive a message from the newcomer in its past, nor, after a grant by a time
+    /// advance request, at the very time it was granted (which promised every message up to
+    /// it delivered).
     pub(crate) fn enable_regulation(
         &mut self,
         id: FederateId,
@@ -148,7 +154,10 @@ impl TimeManager {
             .filter(|(k, _)| *k != id as usize)
             .filter_map(|(_, s)| s.as_ref())
             .filter(|s| s.constrained == Constrained::Yes)
-            .map(|s| s.time)
+            .map(|s| {
+                let past = if s.granted_strict { 1 } else { 0 };
+                s.time.saturating_add(SimDuration::from_ticks(past))
+            })
             .max()
             .unwrap_or(SimTime::MIN);
         let state = self.state_mut(id)?;
@@ -333,6 +342,7 @@ impl TimeManager {
             return;
         };
         state.time = time;
+        state.granted_strict = state.advance.is_some_and(|(kind, _)| !kind.is_available());
         state.advance = None;
         self.refresh(id);
     }
@@ -611,8 +621,22 @@ mod tests {
         assert_eq!(grant_all(&mut tm), vec![(0, t(50))]);
         tm.add(1, SimTime::ZERO);
         let (time, bound) = tm.enable_regulation(1, d(1)).unwrap();
-        assert_eq!((time, bound), (t(0), t(50)));
-        assert_eq!(tm.galt(0), Some(t(50)));
+        // Federate 0 was granted 50 by a TAR: nothing stamped 50 may reach it any more.
+        let above = t(50).saturating_add(SimDuration::from_ticks(1));
+        assert_eq!((time, bound), (t(0), above));
+        assert_eq!(tm.galt(0), Some(above));
+    }
+
+    #[test]
+    fn new_regulator_may_send_at_a_time_granted_as_available() {
+        let mut tm = TimeManager::default();
+        tm.add(0, SimTime::ZERO);
+        tm.enable_constrained(0).unwrap();
+        tm.request_advance(0, TimeAdvanceAvailable, t(50)).unwrap();
+        assert_eq!(grant_all(&mut tm), vec![(0, t(50))]);
+        tm.add(1, SimTime::ZERO);
+        // An available grant leaves messages stamped 50 possible.
+        assert_eq!(tm.enable_regulation(1, d(1)).unwrap(), (t(0), t(50)));
     }
 
     #[test]
