@@ -197,6 +197,20 @@ fn rogue_clients_are_refused_and_the_daemon_keeps_serving() {
         "publish interaction refused: `mallory` may not send `Ping` in federation `ping-pong`: \
          grant it in the RTI's policy"
     );
+    // Nor hold the others' time back (nor bound their steps with made-up dynamics).
+    let denied = runtime()
+        .block_on(
+            mallory
+                .as_async()
+                .enable_time_regulation(SimDuration::from_secs(1).unwrap()),
+        )
+        .unwrap_err();
+    assert!(
+        denied.to_string().contains(
+            "`mallory` may not regulate time (or declare dynamics) in federation `ping-pong`"
+        ),
+        "{denied}"
+    );
 
     // Malformed frames on a raw stream close that connection only.
     runtime().block_on(async {

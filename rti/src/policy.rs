@@ -16,6 +16,7 @@
 //! subscribe = ["Home.Battery.soc"]
 //! send = ["Grid.Price"]
 //! sync_points = true
+//! regulate = true
 //!
 //! [[policy.rules]]
 //! identities = ["ops"]
@@ -67,6 +68,11 @@ pub struct Rule {
     /// May register synchronization points.
     #[serde(default)]
     pub sync_points: bool,
+    /// May become time-regulating and declare its dynamics. Both bind the others: a
+    /// regulating federate that does not advance holds every constrained federate back, and
+    /// declared dynamics bound the steps of the federates coupled with it.
+    #[serde(default)]
+    pub regulate: bool,
     /// May destroy federations and read status.
     #[serde(default)]
     pub administer: bool,
@@ -91,6 +97,8 @@ pub enum Permission<'a> {
     Send(&'a str),
     /// Register synchronization points.
     SyncPoints,
+    /// Become time-regulating; declare dynamics.
+    Regulate,
     /// Destroy, read status.
     Administer,
 }
@@ -104,6 +112,7 @@ impl fmt::Display for Permission<'_> {
             Self::Subscribe(name) => write!(f, "subscribe to `{name}`"),
             Self::Send(name) => write!(f, "send `{name}`"),
             Self::SyncPoints => f.write_str("register synchronization points"),
+            Self::Regulate => f.write_str("regulate time (or declare dynamics)"),
             Self::Administer => f.write_str("administer"),
         }
     }
@@ -146,6 +155,7 @@ impl Rule {
             Permission::Subscribe(name) => matches_any(&self.subscribe, name),
             Permission::Send(name) => matches_any(&self.send, name),
             Permission::SyncPoints => self.sync_points,
+            Permission::Regulate => self.regulate,
             Permission::Administer => self.administer,
         }
     }
@@ -182,6 +192,7 @@ mod tests {
         publish = ["Grid.Bus.*"]
         subscribe = ["Home.Battery.soc"]
         send = ["Grid.Price"]
+        regulate = true
 
         [[rules]]
         identities = ["pv-*"]
@@ -198,6 +209,8 @@ mod tests {
         assert!(policy.allows(&grid, "city", Permission::Publish("Grid.Bus.voltage")));
         assert!(!policy.allows(&grid, "city", Permission::Publish("Home.Battery.soc")));
         assert!(policy.allows(&grid, "city", Permission::Send("Grid.Price")));
+        assert!(policy.allows(&grid, "city", Permission::Regulate));
+        assert!(!policy.allows(&identity("pv-1"), "city", Permission::Regulate));
         assert!(!policy.allows(&grid, "city", Permission::Send("Grid.Trip")));
         assert!(!policy.allows(&grid, "city", Permission::Create));
         assert!(!policy.allows(&grid, "city", Permission::Administer));

@@ -69,6 +69,7 @@ impl PrivateDaemon {
                 subscribe: all(),
                 send: all(),
                 sync_points: true,
+                regulate: true,
                 administer: false,
             }],
         });

@@ -137,6 +137,7 @@ join = true
 send = ["Ping", "Pong"]
 subscribe = ["Ping", "Pong"]
 sync_points = true
+regulate = true
 
 [[policy.rules]]
 identities = ["mallory"]

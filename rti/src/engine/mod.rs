@@ -509,8 +509,20 @@ impl Engine {
                     check(here, Permission::Subscribe(&def.name))
                 }
             }
+            // Not joined: the engine refuses these as such, which says more than a denial.
+            Request::RegisterSyncPoint { .. }
+            | Request::SetStability { .. }
+            | Request::EnableTimeRegulation { .. }
+            | Request::DeclareDynamics { .. }
+                if joined_federation.is_none() =>
+            {
+                Ok(())
+            }
             Request::RegisterSyncPoint { .. } => check(here, Permission::SyncPoints),
             Request::SetStability { .. } => check(here, Permission::Administer),
+            Request::EnableTimeRegulation { .. } | Request::DeclareDynamics { .. } => {
+                check(here, Permission::Regulate)
+            }
             // Status is filtered per federation instead of refused.
             _ => Ok(()),
         }

@@ -126,6 +126,7 @@ const PERMISSIVE_POLICY: &str = r#"
     subscribe = ["Grid.Bus.*", "Grid.Trip"]
     send = ["Grid.Trip"]
     sync_points = true
+    regulate = true
 
     [[rules]]
     identities = ["gamma"]
