@@ -61,9 +61,15 @@ impl ExtractedArchive {
         let extracted = Self {
             dir: create_private_dir()?,
         };
+        let mut links = Vec::new();
         for (index, relative) in entries {
-            extracted.write_entry(&mut zip, archive, index, &relative)?;
+            if extracted.write_entry(&mut zip, archive, index, &relative)? {
+                links.push(relative);
+            }
         }
+        // Each link's target was checked as written, but a chain of links can still lead out
+        // (`a/l -> ..` and `a/l/../..` written as `a/m -> l/../..`): resolve each now.
+        extracted.check_links(archive, &links)?;
         tracing::debug!(
             archive = %archive.display(),
             dir = %extracted.dir.display(),
@@ -77,21 +83,35 @@ impl ExtractedArchive {
         &self.dir
     }
 
+    /// Writes one entry; `true` when it is a symbolic link.
     fn write_entry<R: Read + io::Seek>(
         &self,
         zip: &mut ZipArchive<R>,
         archive: &Path,
         index: usize,
         relative: &Path,
-    ) -> Result<(), FmiError> {
+    ) -> Result<bool, FmiError> {
         let malformed = |source| FmiError::MalformedArchive {
             path: archive.to_owned(),
             source,
         };
         let mut entry = zip.by_index(index).map_err(malformed)?;
+        // Nothing is written through a link an earlier entry made: a folder that is a link
+        // may lead anywhere.
+        let mut prefix = self.dir.clone();
+        for part in relative.components() {
+            prefix.push(part);
+            if fs::symlink_metadata(&prefix).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(FmiError::UnsafeEntry {
+                    archive: archive.to_owned(),
+                    entry: format!("{} (it goes through a symbolic link)", entry.name()),
+                });
+            }
+        }
         let target = self.dir.join(relative);
         if entry.is_dir() {
-            return create_dir_all(&target);
+            create_dir_all(&target)?;
+            return Ok(false);
         }
         if let Some(parent) = target.parent() {
             create_dir_all(parent)?;
@@ -109,7 +129,8 @@ impl ExtractedArchive {
                     entry: format!("{} -> {link}", entry.name()),
                 });
             }
-            return write_link(&link, &target);
+            write_link(&link, &target)?;
+            return Ok(true);
         }
 
         let mut out =
@@ -122,6 +143,31 @@ impl ExtractedArchive {
             }
             out.write_all(&buffer[..n])
                 .map_err(|source| io_error("write", &target, source))?;
+        }
+        Ok(false)
+    }
+
+    /// Refuses the archive if a link, followed through any other, leads out of the folder.
+    /// A dangling link leads nowhere and is left.
+    fn check_links(&self, archive: &Path, links: &[PathBuf]) -> Result<(), FmiError> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let root =
+            fs::canonicalize(&self.dir).map_err(|source| io_error("resolve", &self.dir, source))?;
+        for link in links {
+            if let Ok(resolved) = fs::canonicalize(self.dir.join(link))
+                && !resolved.starts_with(&root)
+            {
+                return Err(FmiError::UnsafeEntry {
+                    archive: archive.to_owned(),
+                    entry: format!(
+                        "{} (a symbolic link that leads to {})",
+                        link.display(),
+                        resolved.display()
+                    ),
+                });
+            }
         }
         Ok(())
     }

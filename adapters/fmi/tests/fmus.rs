@@ -386,6 +386,57 @@ fn zip_slip_is_refused() {
     ));
 }
 
+/// Links that each stay inside lexically but lead out together, or entries written through a
+/// link an earlier entry made, are refused; nothing lands outside the unpacked folder.
+#[cfg(unix)]
+#[test]
+fn zip_slip_through_chained_symbolic_links_is_refused() {
+    let description = fedtwin_test_fmus::model_description(TestModel::Dahlquist);
+    let write = |path: &Path, links: &[(&str, &str)], files: &[&str]| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("modelDescription.xml", options).unwrap();
+        zip.write_all(description.as_bytes()).unwrap();
+        for (name, target) in links {
+            zip.add_symlink(*name, *target, options).unwrap();
+        }
+        for name in files {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(b"gotcha").unwrap();
+        }
+        zip.finish().unwrap();
+    };
+    // A file written through `a/l` (here a link to the unpacked folder itself: a chain of
+    // such links can lead anywhere, so nothing is written through a link).
+    let through = scratch().join("evil/through.fmu");
+    write(&through, &[("a/l", "..")], &["a/l/x/escaped"]);
+    let err = Fmu::open(&through).unwrap_err();
+    assert!(
+        matches!(&err, FmiError::UnsafeEntry { entry, .. } if entry.contains("a/l/x/escaped")),
+        "{err:?}"
+    );
+    // `a/m -> l/../..` stays inside as written, but `a/l` is a link to the folder itself.
+    let chained = scratch().join("evil/chained.fmu");
+    write(&chained, &[("a/l", ".."), ("a/m", "l/../..")], &[]);
+    let err = Fmu::open(&chained).unwrap_err();
+    assert!(
+        matches!(&err, FmiError::UnsafeEntry { entry, .. } if entry.contains("a/m")),
+        "{err:?}"
+    );
+    // A link inside, as versioned libraries have, is fine.
+    let fine = scratch().join("evil/fine.fmu");
+    write(
+        &fine,
+        &[("resources/current", "data")],
+        &["resources/data/x"],
+    );
+    assert!(!matches!(
+        Fmu::open(&fine),
+        Err(FmiError::UnsafeEntry { .. })
+    ));
+}
+
 #[test]
 fn an_archive_without_description_is_no_fmu() {
     let path = scratch().join("nodescription/x.fmu");
