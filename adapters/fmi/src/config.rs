@@ -11,6 +11,7 @@
 //! [experiment]                  # absent times: the FMU's DefaultExperiment, else 0s to 1s
 //! start = "0s"
 //! stop = "10s"
+//! tolerance = 1e-6              # the FMU solver's relative tolerance; absent: the FMU's own
 //!
 //! [step]
 //! size = "10ms"                 # absent: the step controller chooses the largest stable step
@@ -121,6 +122,9 @@ pub struct AdapterConfig {
     /// comes from the FMU's `DefaultExperiment` ([`AdapterConfig::with_model_defaults`]),
     /// else start 0 s and stop 1 s.
     pub experiment_given: (bool, bool),
+    /// The relative tolerance for the FMU's own solver (`fmi2SetupExperiment`); `None` lets
+    /// the FMU choose. From `[experiment] tolerance`, else the FMU's `DefaultExperiment`.
+    pub tolerance: Option<f64>,
     /// The FMU's suggested communication step (`DefaultExperiment stepSize`): the step the
     /// controller chooses when neither `step_size` nor any dynamics are given.
     pub suggested_step: Option<SimDuration>,
@@ -368,6 +372,7 @@ struct RawConfig {
 struct RawExperiment {
     start: Option<Spanned<String>>,
     stop: Option<Spanned<String>>,
+    tolerance: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -523,13 +528,30 @@ impl AdapterConfig {
             Some(s) => source.time(s, "stop")?,
             None => SimTime::from_secs(1).unwrap_or(SimTime::END),
         };
-        if stop <= start {
-            let span = raw.experiment.stop.as_ref().map_or(0..0, Spanned::span);
+        // With one of them given, the other may come from the FMU (`with_model_defaults`,
+        // which checks the pair once complete).
+        if let (Some(_), Some(given)) = (&raw.experiment.start, &raw.experiment.stop)
+            && stop <= start
+        {
             return Err(source.error(
-                span,
+                given.span(),
                 format_args!("stop = {stop} must come after start = {start}"),
             ));
         }
+        let tolerance = match &raw.experiment.tolerance {
+            Some(t) if !(t.get_ref().is_finite() && *t.get_ref() > 0.0) => {
+                return Err(source.error(
+                    t.span(),
+                    format_args!(
+                        "tolerance = {} must be a positive number (a relative tolerance such \
+                         as 1e-6)",
+                        t.get_ref()
+                    ),
+                ));
+            }
+            Some(t) => Some(*t.get_ref()),
+            None => None,
+        };
 
         let mut step = StepSettings {
             override_stability: raw.step.override_stability,
@@ -635,6 +657,7 @@ impl AdapterConfig {
                 raw.experiment.stop.is_some(),
             ),
             suggested_step: None,
+            tolerance,
             start,
             stop,
             step_size,
@@ -662,14 +685,24 @@ impl AdapterConfig {
         description: &ModelDescription,
     ) -> Result<AdapterConfig, ConfigError> {
         let mut config = self.clone();
-        let Some(experiment) = &description.default_experiment else {
-            return Ok(config);
-        };
         let invalid = |message: String| ConfigError::Invalid {
             file: self.file.clone(),
             line: 1,
             message,
         };
+        let Some(experiment) = &description.default_experiment else {
+            if config.stop <= config.start {
+                return Err(invalid(format!(
+                    "stop = {} must come after start = {} (the FMU suggests no times; without \
+                     them stop is 1 s): set stop under [experiment]",
+                    config.stop, config.start
+                )));
+            }
+            return Ok(config);
+        };
+        if config.tolerance.is_none() {
+            config.tolerance = experiment.tolerance.filter(|t| t.is_finite() && *t > 0.0);
+        }
         let time = |what: &str, seconds: f64| {
             crate::to_sim_time(seconds).map_err(|e| {
                 invalid(format!(
@@ -1179,5 +1212,50 @@ start = -100.0
         let text = MASS.replace("\"mass\", \"spring\"", "\"spring\"");
         let error = AdapterConfig::parse(&text, "mass.toml", Path::new("")).unwrap_err();
         assert!(error.to_string().contains("line 5"), "{error}");
+    }
+
+    #[test]
+    fn tolerance_and_times_are_checked_where_they_can_be() {
+        let with_experiment = |experiment: &str| {
+            let text = MASS.replace("[experiment]\nstop = \"2s\"", experiment);
+            AdapterConfig::parse(&text, "mass.toml", Path::new(""))
+        };
+        let config = with_experiment("[experiment]\ntolerance = 1e-6").unwrap();
+        assert_eq!(config.tolerance, Some(1e-6));
+        for bad in ["0.0", "-1e-6", "nan", "inf"] {
+            let message = with_experiment(&format!("[experiment]\ntolerance = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("line 8") && message.contains("must be a positive number"),
+                "{bad}: {message}"
+            );
+        }
+        // Both times given: checked at once, naming the stop's line.
+        let message = with_experiment("[experiment]\nstart = \"3s\"\nstop = \"2s\"")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("line 9") && message.contains("must come after"));
+
+        // A start alone may be after the default stop: the FMU may suggest a later stop.
+        let config = with_experiment("[experiment]\nstart = \"3s\"").unwrap();
+        let later = ModelDescription::parse(&PLANT.replace(
+            "<ModelVariables>",
+            "<DefaultExperiment stopTime=\"5\" tolerance=\"1e-3\"/>\n  <ModelVariables>",
+        ))
+        .unwrap();
+        let completed = config.with_model_defaults(&later).unwrap();
+        assert_eq!(
+            (completed.start, completed.stop, completed.tolerance),
+            (
+                SimTime::from_secs(3).unwrap(),
+                SimTime::from_secs(5).unwrap(),
+                Some(1e-3)
+            )
+        );
+        // Without one, the default stop of 1 s comes before it.
+        let none = ModelDescription::parse(PLANT).unwrap();
+        let message = config.with_model_defaults(&none).unwrap_err().to_string();
+        assert!(message.contains("set stop under [experiment]"), "{message}");
     }
 }

@@ -496,7 +496,11 @@ impl<'c> Adapter<'c> {
             .checked_add(SimDuration::from_ticks(h.ticks().saturating_mul(steps)))
             .unwrap_or(config.stop);
         instance
-            .setup_experiment(None, config.start.as_secs_f64(), Some(stop.as_secs_f64()))
+            .setup_experiment(
+                config.tolerance,
+                config.start.as_secs_f64(),
+                Some(stop.as_secs_f64()),
+            )
             .map_err(fmi)?;
         instance.enter_initialization_mode().map_err(fmi)?;
         instance.exit_initialization_mode().map_err(fmi)?;

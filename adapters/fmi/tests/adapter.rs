@@ -763,6 +763,36 @@ fn a_finished_run_terminates_the_fmu() {
     assert!(log.contains("fmi2Terminate: simulation over"), "{log}");
 }
 
+/// The FMU's solver gets the tolerance the file sets, else the one its DefaultExperiment
+/// suggests (the counter suggests 1e-4 and logs what it was given).
+#[test]
+fn the_fmu_is_set_up_with_the_configured_or_suggested_tolerance() {
+    let logged = |text: &str| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let text = text.replace(
+            "federation = \"lone-counter\"",
+            "federation = \"lone-counter\"\nfmu_logging = true",
+        );
+        tracing::subscriber::with_default(subscriber, || run_alone(&config(&text))).unwrap();
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        log
+    };
+    let log = logged(&lone_counter(""));
+    assert!(log.contains("fmi2SetupExperiment: tolerance 1e-4"), "{log}");
+    let text = lone_counter("").replace("stop = \"10ms\"", "stop = \"10ms\"\ntolerance = 2.5e-7");
+    let log = logged(&text);
+    assert!(
+        log.contains("fmi2SetupExperiment: tolerance 2.5e-7"),
+        "{log}"
+    );
+}
+
 /// What the file does not say comes from the FMU's DefaultExperiment (the counter suggests 0 s
 /// to 1 s in steps of 10 ms); what it says wins.
 #[test]

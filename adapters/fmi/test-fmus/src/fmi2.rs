@@ -367,7 +367,7 @@ pub unsafe extern "C" fn fmi2FreeInstance(c: Component) {
 // Initialization, termination, reset.
 
 /// `fmi2SetupExperiment`: sets the start time and the optional stop time; the tolerance is
-/// ignored (the models integrate with a fixed internal step).
+/// only logged (the models integrate with a fixed internal step).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fmi2SetupExperiment(
     c: Component,
@@ -377,12 +377,12 @@ pub unsafe extern "C" fn fmi2SetupExperiment(
     stopTimeDefined: Boolean,
     stopTime: Real,
 ) -> Status {
-    let _ = (toleranceDefined, tolerance);
+    let tolerance = (toleranceDefined != FALSE).then_some(tolerance);
     let stop_time = (stopTimeDefined != FALSE).then_some(stopTime);
     // SAFETY: the module's contract covers `c`.
     unsafe {
         with_instance(c, "fmi2SetupExperiment", |instance| {
-            instance.setup_experiment(startTime, stop_time)
+            instance.setup_experiment(tolerance, startTime, stop_time)
         })
     }
 }

@@ -257,7 +257,12 @@ impl Instance {
         Status::Ok
     }
 
-    pub(crate) fn setup_experiment(&mut self, start_time: f64, stop_time: Option<f64>) -> Status {
+    pub(crate) fn setup_experiment(
+        &mut self,
+        tolerance: Option<f64>,
+        start_time: f64,
+        stop_time: Option<f64>,
+    ) -> Status {
         const FUNCTION: &str = "fmi2SetupExperiment";
         if let Err(status) = self.require(FUNCTION, &[Phase::Instantiated]) {
             return status;
@@ -272,6 +277,12 @@ impl Instance {
         self.state.last_successful_time = start_time;
         self.state.stop_time = stop_time;
         self.state.experiment_set_up = true;
+        // The models integrate with a fixed internal step; the tolerance is only reported, so
+        // that a master's choice can be seen in the log.
+        self.debug(&match tolerance {
+            Some(tolerance) => format!("fmi2SetupExperiment: tolerance {tolerance:e}"),
+            None => "fmi2SetupExperiment: no tolerance".to_owned(),
+        });
         Status::Ok
     }
 

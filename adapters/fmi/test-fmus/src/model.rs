@@ -171,6 +171,7 @@ impl TestModel {
             start_time: 0.0,
             stop_time,
             step_size,
+            tolerance: 1e-4,
         }
     }
 
@@ -224,6 +225,8 @@ pub struct DefaultExperiment {
     pub stop_time: f64,
     /// Suggested communication step in seconds.
     pub step_size: f64,
+    /// Suggested relative tolerance (the models only log the one a master sets up).
+    pub tolerance: f64,
 }
 
 /// A scalar variable of a test model, as declared in its model description.

@@ -353,8 +353,8 @@ fn write_model_description(
     writeln!(xml, "  </LogCategories>")?;
     writeln!(
         xml,
-        r#"  <DefaultExperiment startTime="{}" stopTime="{}" stepSize="{}"/>"#,
-        experiment.start_time, experiment.stop_time, experiment.step_size
+        r#"  <DefaultExperiment startTime="{}" stopTime="{}" stepSize="{}" tolerance="{:e}"/>"#,
+        experiment.start_time, experiment.stop_time, experiment.step_size, experiment.tolerance
     )?;
     writeln!(xml, "  <VendorAnnotations>")?;
     writeln!(xml, r#"    <Tool name="fedtwin"><x foo="1"/></Tool>"#)?;
