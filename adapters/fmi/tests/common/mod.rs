@@ -4,16 +4,32 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use fedtwin_test_fmus::TestModel;
 
-/// A directory for this test binary's archives under Cargo's scratch space for integration
-/// tests (`name` tells the binaries apart), emptied once per run so that runs do not pile up
-/// archives.
+/// A directory for this test process's archives under Cargo's scratch space for integration
+/// tests (`name` tells the binaries apart). Each process gets its own, so that runners which
+/// start one process per test (cargo nextest) do not empty a folder another is reading;
+/// folders of earlier runs, untouched for an hour, are removed so that runs do not pile up.
 pub(crate) fn scratch(name: &str) -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for entry in entries.flatten() {
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(3600));
+                if stale {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = parent.join(std::process::id().to_string());
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
