@@ -780,8 +780,7 @@ fn the_fmu_is_set_up_with_the_configured_or_suggested_tolerance() {
             "federation = \"lone-counter\"\nfmu_logging = true",
         );
         tracing::subscriber::with_default(subscriber, || run_alone(&config(&text))).unwrap();
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        log
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
     };
     let log = logged(&lone_counter(""));
     assert!(log.contains("fmi2SetupExperiment: tolerance 1e-4"), "{log}");
