@@ -23,6 +23,7 @@
 //!
 //! [parameters]                  # start values set before initialization
 //! mass = 1.0                    # Real and Integer: numbers; Boolean: true/false (or 1/0)
+//! # spring.c = 1e3              # dotted (Modelica) names may be bare; quote "x[1]"
 //! # table = "load.csv"          # String: a string
 //!
 //! [[object_class]]              # optional: the federation's object model, verbatim
@@ -167,8 +168,7 @@ pub struct Parameter {
 
 /// A value from `[parameters]`, as TOML typed it; checked against the variable's type by
 /// [`AdapterConfig::resolve`].
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ParameterValue {
     /// `true` or `false`: a Boolean variable.
     Boolean(bool),
@@ -356,7 +356,7 @@ struct RawConfig {
     #[serde(default)]
     step: RawStep,
     #[serde(default)]
-    parameters: BTreeMap<Spanned<String>, Spanned<ParameterValue>>,
+    parameters: BTreeMap<Spanned<String>, Spanned<RawParameter>>,
     #[serde(default)]
     object_class: Vec<RawObjectClass>,
     #[serde(default)]
@@ -365,6 +365,100 @@ struct RawConfig {
     subscribe: Vec<RawSubscribe>,
     #[serde(default)]
     fmu_logging: bool,
+}
+
+/// A value under `[parameters]`, or a table of them: TOML reads a bare dotted name such as
+/// Modelica's `spring.c = 1e3` as nested tables, which are flattened back into the name.
+#[derive(Debug)]
+enum RawParameter {
+    Value(ParameterValue),
+    Table(Vec<(Spanned<String>, Spanned<RawParameter>)>),
+}
+
+impl<'de> Deserialize<'de> for RawParameter {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawParameter;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, true or false, or a string")
+            }
+
+            fn visit_bool<E>(self, v: bool) -> Result<RawParameter, E> {
+                Ok(RawParameter::Value(ParameterValue::Boolean(v)))
+            }
+
+            fn visit_i64<E>(self, v: i64) -> Result<RawParameter, E> {
+                Ok(RawParameter::Value(ParameterValue::Number(v as f64)))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> Result<RawParameter, E> {
+                Ok(RawParameter::Value(ParameterValue::Number(v as f64)))
+            }
+
+            fn visit_f64<E>(self, v: f64) -> Result<RawParameter, E> {
+                Ok(RawParameter::Value(ParameterValue::Number(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<RawParameter, E> {
+                Ok(RawParameter::Value(ParameterValue::Text(v.to_owned())))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawParameter, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    entries.push((key, map.next_value::<Spanned<RawParameter>>()?));
+                }
+                Ok(RawParameter::Table(entries))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Flattens `[parameters]` into dotted names, naming a variable given twice (`"a.b" = 1`
+/// beside `a.b = 2` is the same variable for the FMU, though not for TOML).
+fn flatten_parameters<'a>(
+    source: &Source<'_>,
+    prefix: &str,
+    entries: &mut dyn Iterator<Item = (&'a Spanned<String>, &'a Spanned<RawParameter>)>,
+    out: &mut Vec<Parameter>,
+) -> Result<(), ConfigError> {
+    for (key, value) in entries {
+        let name = if prefix.is_empty() {
+            key.get_ref().clone()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        match value.get_ref() {
+            RawParameter::Value(v) => {
+                let line = source.line(key.span());
+                if let Some(first) = out.iter().find(|p| p.variable == name) {
+                    return Err(source.error(
+                        key.span(),
+                        format_args!(
+                            "`{name}` is set twice under [parameters] (first on line {}); \
+                             keep one",
+                            first.line
+                        ),
+                    ));
+                }
+                out.push(Parameter {
+                    variable: name,
+                    value: v.clone(),
+                    line,
+                });
+            }
+            RawParameter::Table(inner) => {
+                flatten_parameters(source, &name, &mut inner.iter().map(|(k, v)| (k, v)), out)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -587,19 +681,27 @@ impl AdapterConfig {
         }
         let fastest_eigenvalue = raw.step.fastest_eigenvalue.as_ref().map(|l| *l.get_ref());
 
-        let parameters = raw
-            .parameters
-            .iter()
-            .map(|(name, value)| Parameter {
-                variable: name.get_ref().clone(),
-                value: value.get_ref().clone(),
-                line: source.line(name.span()),
-            })
-            .collect();
+        let mut parameters = Vec::new();
+        flatten_parameters(&source, "", &mut raw.parameters.iter(), &mut parameters)?;
 
         let mut publish = Vec::new();
         for p in &raw.publish {
             let (class, attribute) = source.attribute_path(&p.attribute)?;
+            // One attribute of one object has one value per update: two outputs written into
+            // it would leave partners with whichever was encoded last.
+            if let Some(other) = publish
+                .iter()
+                .find(|o: &&Publication| o.class == class && o.attribute == attribute)
+            {
+                return Err(source.error(
+                    p.attribute.span(),
+                    format_args!(
+                        "attribute `{class}.{attribute}` already carries output `{}` (line {}); \
+                         an attribute takes one output",
+                        other.variable, other.line
+                    ),
+                ));
+            }
             publish.push(Publication {
                 variable: p.variable.get_ref().clone(),
                 class,
@@ -1257,5 +1359,64 @@ start = -100.0
         let none = ModelDescription::parse(PLANT).unwrap();
         let message = config.with_model_defaults(&none).unwrap_err().to_string();
         assert!(message.contains("set stop under [experiment]"), "{message}");
+    }
+
+    #[test]
+    fn an_attribute_takes_one_output() {
+        let text = MASS.replace(
+            "[[subscribe]]",
+            "[[publish]]\nvariable = \"v\"\nattribute = \"Mass.State.x\"\n\n[[subscribe]]",
+        );
+        let message = AdapterConfig::parse(&text, "mass.toml", Path::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message
+                .contains("line 23: attribute `Mass.State.x` already carries output `x` (line 18)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn dotted_parameter_names_may_be_written_bare() {
+        let with_parameters = |parameters: &str| {
+            let text = MASS.replace("mass = 1.0", parameters);
+            AdapterConfig::parse(&text, "mass.toml", Path::new(""))
+        };
+        let config = with_parameters(
+            "spring.c = 1e3\n\"spring.d\" = 2\nbody.m = true\n\n[parameters.table]\nfile = \"a.csv\"",
+        )
+        .unwrap();
+        let names: Vec<(&str, &ParameterValue, usize)> = config
+            .parameters
+            .iter()
+            .map(|p| (p.variable.as_str(), &p.value, p.line))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("body.m", &ParameterValue::Boolean(true), 17),
+                ("spring.c", &ParameterValue::Number(1e3), 15),
+                ("spring.d", &ParameterValue::Number(2.0), 16),
+                ("table.file", &ParameterValue::Text("a.csv".to_owned()), 20),
+            ]
+        );
+        let message = with_parameters("spring.c = 1\n\"spring.c\" = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`spring.c` is set twice under [parameters] (first on line"),
+            "{message}"
+        );
+        for (value, expected) in [
+            ("[1, 2]", "expected a number, true or false, or a string"),
+            // toml's own message, with the line and a caret under the date.
+            ("1979-05-27", "line 15, column 12"),
+        ] {
+            let message = with_parameters(&format!("spring.c = {value}"))
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(expected), "{value}: {message}");
+        }
     }
 }
