@@ -569,11 +569,16 @@ impl<'c> Adapter<'c> {
 
     /// Undoes a discarded step and takes it as two half steps.
     fn retry(&mut self, time: SimTime, step: SimDuration) -> Result<Advance, AdapterError> {
+        let said = self
+            .instance
+            .step_message()
+            .map(|message| format!(" (the FMU said: {message})"))
+            .unwrap_or_default();
         let discarded = |reason: String| AdapterError::Discarded {
             instance: self.config.instance.clone(),
             time,
             step,
-            reason,
+            reason: format!("{reason}{said}"),
         };
         if let Err(reason) = &self.retry {
             return Err(discarded(reason.clone()));
@@ -589,7 +594,7 @@ impl<'c> Adapter<'c> {
             instance = %self.config.instance,
             %time,
             %step,
-            "FMU discarded the step; retrying in two halves"
+            "FMU discarded the step{said}; retrying in two halves"
         );
         if let Some(saved) = &self.saved {
             self.instance

@@ -89,6 +89,8 @@ pub struct Instance {
     instantiate_strings: Arc<[CString; 3]>,
     /// Keeps the unpacked directory (resources) alive.
     fmu: Fmu,
+    /// What the FMU logged during its last `fmi2DoStep` when it discarded or ended the step.
+    step_message: Option<String>,
 }
 
 // SAFETY: FMI 2.0 allows calling an instance from any thread as long as no two calls overlap.
@@ -266,6 +268,7 @@ impl Instance {
             callbacks,
             instantiate_strings: strings,
             fmu: fmu.clone(),
+            step_message: None,
         })
     }
 
@@ -282,6 +285,12 @@ impl Instance {
     /// The FMU's model description.
     pub fn description(&self) -> &ModelDescription {
         self.fmu.description()
+    }
+
+    /// What the FMU logged during the last [`do_step`](Self::do_step) that it discarded or
+    /// ended early (its last error message, else its last message), if anything.
+    pub fn step_message(&self) -> Option<&str> {
+        self.step_message.as_deref()
     }
 
     /// The last error message the FMU logged during the last call, if any.
@@ -427,6 +436,7 @@ impl Instance {
 
         // noSetFMUStatePriorToCurrentPoint is false: a state saved earlier may be restored.
         // SAFETY: plain values; `c` is the live instance.
+        self.step_message = None;
         let status = self.call(FUNCTION, |f, c| unsafe {
             (f.do_step)(c, current, step, FMI2_FALSE)
         })?;
@@ -434,7 +444,9 @@ impl Instance {
             return Ok(StepOutcome::Completed);
         }
 
-        // Discarded: the FMU either stopped for good or could not take this step.
+        // Discarded: the FMU either stopped for good or could not take this step. Its reason,
+        // if it logged one, is kept before the status query clears the log.
+        self.step_message = self.log.message();
         let mut terminated = FMI2_FALSE;
         self.log.clear();
         // SAFETY: `terminated` is a valid `fmi2Boolean` to write; `c` is the live instance.

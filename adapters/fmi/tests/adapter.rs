@@ -328,7 +328,14 @@ fn discarded_steps_are_retried_in_halves() {
     let text = dahlquist_config(TestModel::DiscardAbove, "20ms", "1s").replace("1ms", "15ms");
     let error = run_alone(&config(&text)).unwrap_err();
     assert!(matches!(error, AdapterError::Discarded { .. }), "{error}");
-    assert!(error.to_string().contains("minimum step"), "{error}");
+    // The FMU's own reason is quoted.
+    assert!(
+        error.to_string().contains("minimum step")
+            && error
+                .to_string()
+                .contains("(the FMU said: fmi2DoStep: communication step 0.02 s exceeds max_step"),
+        "{error}"
+    );
 }
 
 #[test]
