@@ -143,7 +143,7 @@ pub struct AuditSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Largest frame in bytes.
+    /// Largest frame in bytes, from 64 KiB to `u32::MAX` (checked by `daemon_config`).
     #[serde(default = "default_max_frame")]
     pub max_frame: usize,
     /// Silence after which a connection is dropped, e.g. `"10s"`.
@@ -167,6 +167,11 @@ fn default_certs() -> PathBuf {
 fn default_identity() -> String {
     "rti".to_owned()
 }
+
+/// The smallest `limits.max_frame` taken: below it ordinary requests would not fit.
+const MIN_FRAME: usize = 64 * 1024;
+/// The largest: a frame's length travels as a `u32`.
+const MAX_FRAME: usize = u32::MAX as usize;
 
 fn default_max_frame() -> usize {
     fedtwin_core::codec::DEFAULT_MAX_FRAME
@@ -295,13 +300,22 @@ impl RtiConfig {
             }
             tls.crl = Some(path);
         }
+        let max_frame = self.limits.max_frame;
+        if !(MIN_FRAME..=MAX_FRAME).contains(&max_frame) {
+            return Err(format!(
+                "limits.max_frame = {max_frame}: must be from {MIN_FRAME} (64 KiB: a join with \
+                 its object model, a batch of updates) to {MAX_FRAME} bytes (frames carry a \
+                 32-bit length); the default is {}",
+                default_max_frame()
+            ));
+        }
         Ok(DaemonConfig {
             listen,
             tls,
             allow_classical: self.tls.allow_classical_key_exchange,
             policy: self.policy.clone(),
             audit: self.audit.as_ref().map(|a| a.file.clone()),
-            max_frame: self.limits.max_frame,
+            max_frame,
             idle_timeout: self.idle_timeout()?,
             faults: self.fault_settings()?,
             resume_grace: self.resume_grace()?,
@@ -376,6 +390,34 @@ mod tests {
         assert_eq!(daemon.tls.crl, None);
         assert_eq!(daemon.tls.crl_path(), dir.join("pki").join("crl.pem"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn max_frame_must_leave_room_for_requests_and_fit_a_frame_length() {
+        let listen = Some(([127, 0, 0, 1], 0).into());
+        for (frame, ok) in [
+            ("0", false),
+            ("65535", false),
+            ("65536", true),
+            ("16777216", true),
+            ("4294967296", false),
+        ] {
+            let config: RtiConfig =
+                toml::from_str(&format!("[limits]\nmax_frame = {frame}")).unwrap();
+            match config.daemon_config(listen) {
+                Ok(daemon) => {
+                    assert!(ok, "{frame} taken");
+                    assert_eq!(daemon.max_frame.to_string(), frame);
+                }
+                Err(message) => {
+                    assert!(!ok, "{frame}: {message}");
+                    assert!(
+                        message.contains(&format!("limits.max_frame = {frame}: must be from")),
+                        "{message}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
