@@ -94,6 +94,8 @@ pub enum AuditKind {
     RevocationsReloaded,
     /// An open connection was closed because its certificate was revoked meanwhile.
     CertificateRevoked,
+    /// A federation's stability rule (safety factor, override) was changed.
+    StabilityChanged,
 }
 
 /// One event to record (the writer adds the sequence number, time and hashes).

@@ -472,6 +472,14 @@ impl Federation {
                 if override_stability {
                     warn!(federation = %self.name, "stability override on: unstable steps are let through");
                 }
+                // It changes which steps every federate may take: an administrative act.
+                let federate = self.federate_name(id);
+                out.audit(
+                    AuditKind::StabilityChanged,
+                    &self.name,
+                    Some(&federate),
+                    format!("alpha {alpha}, override {override_stability}"),
+                );
                 Ok(Response::Done)
             }
             Request::EnableTimeConstrained => {

@@ -353,9 +353,14 @@ impl Engine {
         let audit_from = self.outbox.audit.len();
         if let Err(denied) = self.authorize(&peer, joined, &request) {
             warn!(identity = ?peer.identity.as_ref().map(|i| &i.name), %denied, "request denied");
-            if let RtiError::Denied { federation, .. } = &denied {
-                self.outbox
-                    .audit(AuditKind::Denied, federation, None, denied.to_string());
+            match (&denied, &request) {
+                (RtiError::Denied { federation, .. }, _)
+                // Joining under another's name is an attempted impersonation: on the record.
+                | (RtiError::IdentityMismatch { .. }, Request::Join { federation, .. }) => {
+                    self.outbox
+                        .audit(AuditKind::Denied, federation, None, denied.to_string());
+                }
+                _ => {}
             }
             self.outbox.respond(connection, id, Err(denied));
             self.stamp_audit(&peer, audit_from);

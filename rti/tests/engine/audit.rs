@@ -75,3 +75,51 @@ fn each_event_names_the_identity_whose_call_caused_it_even_when_drained_late() {
         "{events:?}"
     );
 }
+
+/// Joining under another identity's name and changing a federation's stability rule are on
+/// the record, with who tried or did it.
+#[test]
+fn impersonation_attempts_and_stability_changes_are_audited() {
+    let mut engine = Engine::new();
+    engine.connect_peer(ConnectionId(1), peer("alice")).unwrap();
+    engine
+        .connect_peer(ConnectionId(2), peer("mallory"))
+        .unwrap();
+    let create = Request::CreateFederation {
+        federation: "f".into(),
+        model: ObjectModel::new(),
+        if_missing: false,
+    };
+    send(&mut engine, 1, 1, create);
+    send(&mut engine, 1, 2, join("alice"));
+    send(&mut engine, 2, 1, join("alice"));
+    send(
+        &mut engine,
+        1,
+        3,
+        Request::SetStability {
+            alpha: 0.5,
+            override_stability: true,
+        },
+    );
+
+    let events: Vec<AuditEvent> = std::iter::from_fn(|| engine.poll_audit()).collect();
+    let denied = events
+        .iter()
+        .find(|e| e.kind == AuditKind::Denied)
+        .unwrap_or_else(|| panic!("no denial in {events:?}"));
+    assert_eq!(
+        (denied.identity.as_deref(), denied.federation.as_deref()),
+        (Some("mallory"), Some("f"))
+    );
+    assert!(denied.detail.contains("alice"), "{denied:?}");
+    let changed = events
+        .iter()
+        .find(|e| e.kind == AuditKind::StabilityChanged)
+        .unwrap_or_else(|| panic!("no stability change in {events:?}"));
+    assert_eq!(
+        (changed.identity.as_deref(), changed.federate.as_deref()),
+        (Some("alice"), Some("alice"))
+    );
+    assert_eq!(changed.detail, "alpha 0.5, override true");
+}
