@@ -492,6 +492,15 @@ fn an_interrupted_run_keeps_what_was_recorded_and_exits_with_130() {
     let (header, rows) = csv(&dir.join("out/signals.csv"));
     assert_eq!(header, ["time_s", "mass.v", "mass.x", "spring.force"]);
     assert_eq!(rows[0], ["0", "0", "1", "-100"]);
+    // The FMUs ended their step, were terminated and resigned, rather than dying with the
+    // process.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for fmu in ["mass", "spring"] {
+        assert!(
+            stdout.contains(&format!("{fmu}: FMU `{fmu}` stopped on request at")),
+            "{stdout}\n{messages}"
+        );
+    }
 }
 
 #[test]

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use federate_sdk::hosted::Hosted;
 use federate_sdk::{Connector, EmbeddedRti, SimTime, TlsFiles};
 use fedtwin_core::LossPolicy;
+use fedtwin_fmi::AdapterError;
 use fedtwin_recorder::{PlayerConfig, RecorderConfig, Recording, player, plot, recorder};
 use tracing::{debug, info, warn};
 
@@ -51,6 +52,9 @@ pub(crate) const FAILED: u8 = 1;
 pub(crate) const INVALID: u8 = 2;
 /// Interrupted (SIGINT or SIGTERM); what was recorded is written.
 pub(crate) const INTERRUPTED: u8 = 130;
+
+/// How long an interrupted run waits for its FMUs to end their step and terminate.
+const FMU_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The command line of `fedtwin run`.
 #[derive(Debug)]
@@ -236,6 +240,9 @@ impl Run {
 
         let ending = self.wait(&received, &mut results, interrupted);
         self.stop_children.store(true, Ordering::SeqCst);
+        if matches!(ending, Ending::Interrupted) {
+            self.let_fmus_finish(&received, &mut results);
+        }
         // Each watcher kills its child within one poll; waiting for them leaves no program
         // running after we exit. In-process federates still blocked end with the process.
         for watcher in watchers {
@@ -260,6 +267,30 @@ impl Run {
         }
         self.report(&results);
         ExitCode::from(code)
+    }
+
+    /// After an interrupt, waits a moment for the FMUs to end their step, call fmi2Terminate
+    /// (an FMU may finish its own files then) and resign; not for ever: one waiting for a grant
+    /// that a stopped partner holds back would never report.
+    fn let_fmus_finish(
+        &self,
+        received: &mpsc::Receiver<Report>,
+        results: &mut [Option<Result<String, String>>],
+    ) {
+        let deadline = Instant::now() + FMU_STOP_GRACE;
+        let fmus: Vec<usize> = (self.file.federates.iter().enumerate())
+            .filter(|(_, f)| matches!(f.kind, Kind::Fmu(_)))
+            .map(|(index, _)| index)
+            .collect();
+        while fmus.iter().any(|&index| results[index].is_none()) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            match received.recv_timeout(left) {
+                Ok((index, result)) => results[index] = Some(result),
+                Err(_) => return,
+            }
+        }
     }
 
     /// Waits until every participant reported, the run halts on a failure, or an interrupt.
@@ -374,11 +405,17 @@ impl Run {
                         .map(|c| (c.name.clone(), c.parameters.clone()))
                         .collect();
                 }
+                let stop = self.stop_children.clone();
                 thread.spawn(move || {
                     reported(index, &reports, || {
-                        fedtwin_fmi::run(&config, connector)
-                            .map(|summary| summary.to_string())
-                            .map_err(|e| e.to_string())
+                        match fedtwin_fmi::run_until(&config, connector, |_, _| {}, &stop) {
+                            Ok(summary) => Ok(summary.to_string()),
+                            // Asked to stop by the run: terminated and resigned, as it should.
+                            Err(stopped @ AdapterError::Interrupted { .. }) => {
+                                Ok(stopped.to_string())
+                            }
+                            Err(error) => Err(error.to_string()),
+                        }
                     });
                 })
             }
