@@ -803,7 +803,7 @@ fn refused_as_revoked(error: &quinn::ConnectionError) -> Option<String> {
     (closed_as_revoked || refused).then(|| {
         "the RTI refused this federate's certificate: it is revoked (listed in the federation's \
          certificate revocation list); ask the federation's administrator for a new one \
-         (`fedtwin certs issue`)"
+         (`fedtwin certs issue --replace`)"
             .to_owned()
     })
 }

@@ -154,6 +154,11 @@ enum CertsCommand {
         /// Validity in days.
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// NAME has a certificate already: revoke it (reason `superseded`) and issue a new one.
+        /// Without it, issuing a name again is refused, as the earlier certificate would stay
+        /// valid with nothing left to revoke it by.
+        #[arg(long)]
+        replace: bool,
     },
     /// Revokes the certificate issued to NAME: adds it to the folder's crl.pem, which a running
     /// daemon reloads within seconds (its next handshake is refused, an open connection closed).
@@ -371,11 +376,29 @@ fn certs(command: CertsCommand) -> Result<(), String> {
             name,
             role,
             days,
+            replace,
         } => {
             let role = match role {
                 RoleArg::Federate => Role::Federate,
                 RoleArg::Admin => Role::Admin,
             };
+            if tls::is_issued(&dir, &name).map_err(|e| e.to_string())? {
+                if !replace {
+                    return Err(format!(
+                        "`{name}` has a certificate in {} already, valid until it is revoked: \
+                         pass --replace to revoke it (superseded) and issue a new one",
+                        dir.display()
+                    ));
+                }
+                let revoked = tls::revoke(&dir, &name, RevocationReason::Superseded)
+                    .map_err(|e| e.to_string())?;
+                if !revoked.already {
+                    println!(
+                        "revoked the earlier certificate of `{name}` (serial {}, superseded)",
+                        revoked.serial
+                    );
+                }
+            }
             tls::issue_for_days(&dir, &name, role, days).map_err(|e| e.to_string())?;
             println!("issued `{name}` ({role:?}) in {}", dir.display());
         }

@@ -510,6 +510,64 @@ fn audited(audit: &Path, kind: &str, detail: &str) -> usize {
         .count()
 }
 
+/// Issuing a name again is refused unless `--replace`, which revokes the earlier certificate
+/// first: a holder of the old key can no longer join, the new one can.
+#[test]
+fn issuing_a_name_again_needs_replace_which_revokes_the_earlier_certificate() {
+    let scratch = Scratch::new("reissue");
+    let (certs, config) = federation_setup(&scratch);
+    let dir = certs.to_str().unwrap();
+    // The holder of the first certificate keeps its own copy.
+    let old = scratch.path("old");
+    std::fs::create_dir_all(&old).unwrap();
+    for file in ["ca.pem", "ping.pem", "ping.key"] {
+        std::fs::copy(certs.join(file), old.join(file)).unwrap();
+    }
+
+    let again = fedtwin(&["certs", "issue", "--dir", dir, "--name", "ping"]);
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("`ping` has a certificate") && stderr.contains("--replace"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(certs.join("ping.pem")).unwrap(),
+        std::fs::read(old.join("ping.pem")).unwrap()
+    );
+    let reserved = fedtwin(&["certs", "issue", "--dir", dir, "--name", "crl"]);
+    assert_eq!(reserved.status.code(), Some(1));
+    assert!(certs.join("crl.pem").is_file() && !certs.join("crl.key").exists());
+
+    let out = ok(&fedtwin(&[
+        "certs",
+        "issue",
+        "--dir",
+        dir,
+        "--name",
+        "ping",
+        "--replace",
+    ]));
+    assert!(
+        out.contains("revoked the earlier certificate of `ping`") && out.contains("issued `ping`"),
+        "{out}"
+    );
+
+    let daemon = Daemon::start(&config);
+    let join = |certs: &Path| {
+        Federate::builder("ping-pong", "ping")
+            .create_federation(ping_pong::model())
+            .join_blocking(daemon.connector(certs, "ping"))
+    };
+    let refused = join(&old).unwrap_err();
+    assert!(
+        matches!(refused, Error::CertificateRevoked(_)),
+        "the old certificate: {refused:?}"
+    );
+    join(&certs).unwrap().resign().unwrap();
+    daemon.stop();
+}
+
 #[test]
 fn a_revoked_federate_is_refused_by_name_and_the_others_still_join() {
     let scratch = Scratch::new("revoked");

@@ -459,7 +459,7 @@ pub enum TlsError {
     /// A name cannot be used for a certificate and its files.
     #[error(
         "invalid certificate name `{0}`: use 1 to 64 ASCII letters, digits, `-`, `_` or `.`, \
-         starting with a letter or digit; `ca` is reserved"
+         starting with a letter or digit; `ca` and `crl` are reserved"
     )]
     InvalidName(String),
     /// A certificate or key could not be made, parsed or used.
@@ -594,7 +594,8 @@ pub fn init_ca(dir: &Path, validity_days: u32) -> Result<(), TlsError> {
 ///
 /// # Errors
 ///
-/// [`TlsError::InvalidName`] if `name` is not a plain file name or is `ca`; [`TlsError::NoCa`]
+/// [`TlsError::InvalidName`] if `name` is not a plain file name or is `ca` or `crl`;
+/// [`TlsError::NoCa`]
 /// if `dir` has no CA; [`TlsError::Certificate`] if the validity is empty, the CA files do not
 /// match or signing fails; [`TlsError::Io`] if files cannot be read or written.
 pub fn issue(
@@ -660,6 +661,18 @@ pub fn issue_for_days(
 ) -> Result<(), TlsError> {
     let (not_before, not_after) = validity_from_now(validity_days)?;
     issue(dir, name, role, not_before, not_after)
+}
+
+/// Whether `dir` holds a certificate issued to `name` (`<name>.pem`), revoked or not: issuing
+/// again replaces the file but leaves the earlier certificate valid until it is revoked.
+///
+/// # Errors
+///
+/// [`TlsError::InvalidName`]; [`TlsError::Io`] if the folder cannot be read.
+pub fn is_issued(dir: &Path, name: &str) -> Result<bool, TlsError> {
+    check_name(name)?;
+    let path = dir.join(format!("{name}.pem"));
+    path.try_exists().map_err(io_error(&path))
 }
 
 /// Revokes the certificate issued to `name` in `dir` (its serial number is read from
@@ -1068,6 +1081,20 @@ fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// The first private key in the PEM file at `path`.
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = fs::read(path).map_err(io_error(path))?;
+    // A warning, not a refusal: deployments that share a key with a service group (0640)
+    // are legitimate, and refusing would turn a hardening hint into an outage.
+    #[cfg(unix)]
+    if let Ok(metadata) = fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warn!(
+                key = %path.display(),
+                mode = format_args!("{mode:04o}"),
+                "the private key can be read by other users than its owner; `chmod 600` it"
+            );
+        }
+    }
     PrivateKeyDer::from_pem_slice(&pem).map_err(pem_error(path, "private key"))
 }
 
@@ -1199,7 +1226,9 @@ fn check_name(name: &str) -> Result<(), TlsError> {
     let all_ok = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !first_ok || !all_ok || name.len() > MAX_NAME_LEN || name.eq_ignore_ascii_case("ca") {
+    // `ca` and `crl` would overwrite the CA's or the revocation list's files.
+    let reserved = name.eq_ignore_ascii_case("ca") || name.eq_ignore_ascii_case("crl");
+    if !first_ok || !all_ok || name.len() > MAX_NAME_LEN || reserved {
         return Err(TlsError::InvalidName(name.to_owned()));
     }
     Ok(())
@@ -1767,6 +1796,50 @@ mod tests {
         }
     }
 
+    /// A key file other users can read is used, with a warning that names it and its mode.
+    #[cfg(unix)]
+    #[test]
+    fn a_key_others_can_read_is_used_with_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::Mutex;
+
+        #[derive(Clone, Default)]
+        struct Log(Arc<Mutex<Vec<u8>>>);
+        impl Write for Log {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        let dir = TempDir::new("key-mode");
+        init_ca(&dir.0, 10).unwrap();
+        issue_for_days(&dir.0, "plant", Role::Federate, 10).unwrap();
+        let files = TlsFiles::in_dir(&dir.0, "plant");
+        let loaded = || {
+            let log = Log::default();
+            let writer = log.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                client_config(&files, false).unwrap();
+            });
+            String::from_utf8(log.0.lock().unwrap().clone()).unwrap()
+        };
+        assert_eq!(loaded(), "", "issued keys are the owner's alone");
+        fs::set_permissions(&files.key, fs::Permissions::from_mode(0o644)).unwrap();
+        let log = loaded();
+        assert!(
+            log.contains("WARN") && log.contains("mode=0644") && log.contains("chmod 600"),
+            "{log}"
+        );
+    }
+
     #[test]
     fn issued_certificates_carry_name_and_role() {
         let dir = TempDir::new("identity");
@@ -1804,7 +1877,17 @@ mod tests {
     fn issue_refuses_names_that_are_not_plain_file_names() {
         let dir = TempDir::new("names");
         init_ca(&dir.0, 10).unwrap();
-        for name in ["", "ca", "CA", "../escape", ".hidden", "a/b", "with space"] {
+        for name in [
+            "",
+            "ca",
+            "CA",
+            "crl",
+            "Crl",
+            "../escape",
+            ".hidden",
+            "a/b",
+            "with space",
+        ] {
             let error = issue_for_days(&dir.0, name, Role::Federate, 1).unwrap_err();
             assert!(
                 matches!(error, TlsError::InvalidName(_)),
