@@ -44,8 +44,11 @@
 //!
 //! # Writers
 //!
-//! [`AuditLog`] assumes it is the only writer of its file; two logs appending to one file would
-//! break the chain (which a later verification would then report).
+//! [`AuditLog`] must be the only writer of its file: two logs appending to one file would break
+//! the chain. It takes an exclusive advisory lock on the file when it opens it, so a second
+//! daemon pointed at the same log is refused ([`AuditError::Locked`]) instead of interleaving.
+//! [`AuditWriter`] runs a log on a thread of its own, so that syncing to the disk never holds up
+//! the caller, and writes what queued up meanwhile with one sync.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -157,6 +160,16 @@ pub enum AuditError {
     /// A record could not be serialized.
     #[error("cannot encode audit record: {0}")]
     Encode(String),
+    /// Another open log (another daemon, most likely) holds the file's lock.
+    #[error(
+        "audit log {} is in use by another process (another daemon?): each daemon needs a log \
+         of its own, or the chain would break",
+        path.display()
+    )]
+    Locked {
+        /// The audit log file.
+        path: PathBuf,
+    },
     /// An earlier write failed and could not be rolled back, so the end of the file is unknown.
     #[error(
         "audit log {} is unusable after a failed write; reopen it to verify and continue",
@@ -278,6 +291,16 @@ impl AuditLog {
             .create(true)
             .open(path)
             .map_err(io_error)?;
+        // Advisory (flock on Unix): it keeps out other logs, not an editor.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(io_error(source)),
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_error)?;
 
@@ -311,25 +334,43 @@ impl AuditLog {
     /// cannot be serialized, [`AuditError::Unusable`] if an earlier failed write could not be
     /// rolled back.
     pub fn append(&mut self, event: AuditEvent) -> Result<(), AuditError> {
+        self.append_all(std::iter::once(event))
+    }
+
+    /// Appends records in order with one write and one sync: all of them, or on failure none
+    /// (the file is truncated back to its last complete record, as by [`append`](Self::append)).
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    pub fn append_all(
+        &mut self,
+        events: impl IntoIterator<Item = AuditEvent>,
+    ) -> Result<(), AuditError> {
         if self.unusable {
             return Err(AuditError::Unusable {
                 path: self.path.clone(),
             });
         }
-        let sequence = self
-            .last_sequence
-            .checked_add(1)
-            .ok_or_else(|| AuditError::Encode("sequence numbers are exhausted".to_owned()))?;
-        let record = Record::seal(sequence, unix_millis(), event, self.last_hash.clone())?;
-
-        let mut line = String::new();
+        let mut lines = String::new();
         if self.needs_newline {
-            line.push('\n');
+            lines.push('\n');
         }
-        line.push_str(&record.to_line()?);
-        line.push('\n');
+        let (mut sequence, mut hash) = (self.last_sequence, self.last_hash.clone());
+        for event in events {
+            sequence = sequence
+                .checked_add(1)
+                .ok_or_else(|| AuditError::Encode("sequence numbers are exhausted".to_owned()))?;
+            let record = Record::seal(sequence, unix_millis(), event, hash)?;
+            lines.push_str(&record.to_line()?);
+            lines.push('\n');
+            hash = record.hash;
+        }
+        if sequence == self.last_sequence {
+            return Ok(());
+        }
 
-        if let Err(source) = self.write_durably(line.as_bytes()) {
+        if let Err(source) = self.write_durably(lines.as_bytes()) {
             // Roll back a partial line so the file still ends with a complete record.
             if self.file.set_len(self.len).is_err() {
                 self.unusable = true;
@@ -339,11 +380,15 @@ impl AuditLog {
                 source,
             });
         }
-        tracing::trace!(sequence, kind = ?record.kind, "audit record appended");
+        tracing::trace!(
+            records = sequence - self.last_sequence,
+            sequence,
+            "audit records appended"
+        );
 
-        self.len += line.len() as u64;
+        self.len += lines.len() as u64;
         self.last_sequence = sequence;
-        self.last_hash = record.hash;
+        self.last_hash = hash;
         self.needs_newline = false;
         Ok(())
     }
@@ -357,6 +402,80 @@ impl AuditLog {
         self.file.write_all(bytes)?;
         self.file.flush()?;
         self.file.sync_data()
+    }
+}
+
+/// The most records [`AuditWriter`] writes with one sync.
+const MAX_BATCH: usize = 256;
+
+/// An [`AuditLog`] on a thread of its own. [`record`](Self::record) only queues: a sync takes
+/// milliseconds on a disk, which the daemon's event loop, serving every federate, cannot spend.
+/// Records that queue while one batch is synced go to disk together, in order.
+///
+/// A record that cannot be written is logged (`warn`) and dropped, as by the log itself; the
+/// log then goes on with the next ones. [`finish`](Self::finish), or dropping the writer,
+/// writes what is queued and waits for it.
+#[derive(Debug)]
+pub struct AuditWriter {
+    queue: Option<std::sync::mpsc::Sender<AuditEvent>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AuditWriter {
+    /// Starts the thread that writes to `log`.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::Io`] if the thread cannot be started.
+    pub fn start(mut log: AuditLog) -> Result<Self, AuditError> {
+        let (queue, queued) = std::sync::mpsc::channel::<AuditEvent>();
+        let path = log.path.clone();
+        let thread = std::thread::Builder::new()
+            .name("fedtwin-audit".to_owned())
+            .spawn(move || {
+                while let Ok(first) = queued.recv() {
+                    let batch: Vec<AuditEvent> = std::iter::once(first)
+                        .chain(queued.try_iter().take(MAX_BATCH - 1))
+                        .collect();
+                    let count = batch.len();
+                    if let Err(error) = log.append_all(batch) {
+                        tracing::warn!(%error, records = count, "audit records not written");
+                    }
+                }
+            })
+            .map_err(|source| AuditError::Io { path, source })?;
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `event`, to be written after those queued before it.
+    pub fn record(&self, event: AuditEvent) {
+        let sent = self.queue.as_ref().map(|queue| queue.send(event));
+        if !matches!(sent, Some(Ok(()))) {
+            tracing::warn!("audit record not written: the audit writer has stopped");
+        }
+    }
+
+    /// Writes everything queued and stops the thread.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::warn!("the audit writer panicked; records queued last may be missing");
+        }
+    }
+}
+
+impl Drop for AuditWriter {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -662,6 +781,40 @@ mod tests {
         assert_eq!(log.last_sequence(), 0);
         assert!(temp.0.exists());
         assert_eq!(verify(&temp.0).unwrap().records, 0);
+    }
+
+    #[test]
+    fn a_second_log_on_the_same_file_is_refused_while_the_first_is_open() {
+        let (temp, _) = written_log(1);
+        let first = AuditLog::open(&temp.0).unwrap();
+        let second = AuditLog::open(&temp.0).unwrap_err();
+        assert!(matches!(second, AuditError::Locked { .. }), "{second}");
+        assert!(second.to_string().contains("another daemon"), "{second}");
+        drop(first);
+        AuditLog::open(&temp.0).unwrap();
+    }
+
+    #[test]
+    fn the_writer_thread_writes_every_record_in_order_and_chained() {
+        let temp = TempLog::new();
+        let writer = AuditWriter::start(AuditLog::open(&temp.0).unwrap()).unwrap();
+        for i in 0..1000 {
+            writer.record(event(AuditKind::Denied, &format!("call {i}")));
+        }
+        writer.finish();
+        let verified = verify(&temp.0).unwrap();
+        assert_eq!(verified.records, 1000);
+        let details: Vec<String> = temp.text().lines().map(|l| record(l).detail).collect();
+        let expected: Vec<String> = (0..1000).map(|i| format!("call {i}")).collect();
+        assert_eq!(details, expected);
+
+        // Appending a batch is one chain step per record; an empty batch writes nothing.
+        let mut log = AuditLog::open(&temp.0).unwrap();
+        log.append_all(Vec::new()).unwrap();
+        log.append_all((0..3).map(|i| event(AuditKind::Join, &i.to_string())))
+            .unwrap();
+        drop(log);
+        assert_eq!(verify(&temp.0).unwrap().records, 1003);
     }
 
     #[test]

@@ -53,7 +53,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::audit::{AuditError, AuditEvent, AuditKind, AuditLog};
+use crate::audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditWriter};
 use crate::engine::{ConnectionId, Engine, FaultSettings, Peer};
 use crate::policy::Policy;
 use crate::tls::{self, Revocations, TlsError, TlsFiles};
@@ -185,8 +185,8 @@ pub async fn serve(
     }
     let server_config = quic_server_config(&config, revocations.as_ref())?;
 
-    let mut audit = match &config.audit {
-        Some(path) => Some(AuditLog::open(path)?),
+    let audit = match &config.audit {
+        Some(path) => Some(Audit::new(AuditWriter::start(AuditLog::open(path)?)?)),
         None => None,
     };
     let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
@@ -202,10 +202,12 @@ pub async fn serve(
     if config.policy.is_none() {
         warn!("no policy configured: every federate with a valid certificate may do anything");
     }
-    record(
-        &mut audit,
-        daemon_event(AuditKind::DaemonStart, format!("listening on {address}")),
-    );
+    if let Some(audit) = &audit {
+        audit.record(daemon_event(
+            AuditKind::DaemonStart,
+            format!("listening on {address}"),
+        ));
+    }
     info!(%address, "RTI listening");
 
     let mut engine = match config.policy.clone() {
@@ -383,7 +385,7 @@ async fn run_engine(
     mut engine: Engine,
     mut sessions: Sessions,
     mut inputs: UnboundedReceiver<Input>,
-    mut audit: Option<AuditLog>,
+    mut audit: Option<Audit>,
 ) {
     let mut timer = tokio::time::interval(TIMER_TICK);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -402,6 +404,9 @@ async fn run_engine(
                 sessions.expire(now, &mut engine);
                 sessions.route(now, &mut engine);
                 drain_audit(&mut engine, &mut sessions, &mut audit);
+                if let Some(audit) = &mut audit {
+                    audit.summarize_refusals(now);
+                }
                 continue;
             }
         };
@@ -427,10 +432,14 @@ async fn run_engine(
             Input::Shutdown(done) => {
                 // Writers close their streams when dropped; the endpoint close tells the peers.
                 sessions.clear();
-                record(
-                    &mut audit,
-                    daemon_event(AuditKind::DaemonStop, "shutdown".into()),
-                );
+                drain_audit(&mut engine, &mut sessions, &mut audit);
+                if let Some(mut audit) = audit.take() {
+                    audit.summarize_refusals(now + REFUSALS_WINDOW);
+                    audit.record(daemon_event(AuditKind::DaemonStop, "shutdown".into()));
+                    // Blocks this thread for the last sync, once, so that the stop record is on
+                    // disk before the daemon says it stopped.
+                    audit.writer.finish();
+                }
                 let _ = done.send(());
                 break;
             }
@@ -440,7 +449,7 @@ async fn run_engine(
     }
 }
 
-fn drain_audit(engine: &mut Engine, sessions: &mut Sessions, audit: &mut Option<AuditLog>) {
+fn drain_audit(engine: &mut Engine, sessions: &mut Sessions, audit: &mut Option<Audit>) {
     while let Some(event) = sessions.audit.pop_front() {
         record(audit, event);
     }
@@ -1062,11 +1071,82 @@ async fn write_frames(
     let _ = send.finish();
 }
 
-fn record(audit: &mut Option<AuditLog>, event: AuditEvent) {
-    if let Some(log) = audit
-        && let Err(error) = log.append(event)
-    {
-        warn!(%error, "audit record not written");
+fn record(audit: &mut Option<Audit>, event: AuditEvent) {
+    if let Some(audit) = audit {
+        if event.kind == AuditKind::ConnectionRefused {
+            audit.refused(Instant::now(), event);
+        } else {
+            audit.record(event);
+        }
+    }
+}
+
+/// How many refused connections are recorded one by one per [`REFUSALS_WINDOW`]; the rest are
+/// counted in one record. Anyone who can reach the port can have handshakes refused: without a
+/// bound, a flood of them would fill the disk with records.
+const REFUSALS_PER_WINDOW: u32 = 20;
+const REFUSALS_WINDOW: Duration = Duration::from_secs(1);
+
+/// The daemon's audit log: its writer thread, and the count of refused connections not
+/// recorded one by one.
+struct Audit {
+    writer: AuditWriter,
+    window_start: Instant,
+    recorded: u32,
+    suppressed: u64,
+    last_suppressed: String,
+}
+
+impl Audit {
+    fn new(writer: AuditWriter) -> Self {
+        Self {
+            writer,
+            window_start: Instant::now(),
+            recorded: 0,
+            suppressed: 0,
+            last_suppressed: String::new(),
+        }
+    }
+
+    fn record(&self, event: AuditEvent) {
+        self.writer.record(event);
+    }
+
+    fn refused(&mut self, now: Instant, event: AuditEvent) {
+        self.summarize_refusals(now);
+        if self.recorded < REFUSALS_PER_WINDOW {
+            self.recorded += 1;
+            self.writer.record(event);
+        } else {
+            self.suppressed += 1;
+            self.last_suppressed = event.detail;
+        }
+    }
+
+    /// Once the window is over: one record for the refusals it did not record, and a new
+    /// window.
+    fn summarize_refusals(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.window_start) < REFUSALS_WINDOW {
+            return;
+        }
+        if self.suppressed > 0 {
+            warn!(
+                refused = self.suppressed,
+                "many connections refused; recorded in the audit log as a count"
+            );
+            self.writer.record(daemon_event(
+                AuditKind::ConnectionRefused,
+                format!(
+                    "{} more connection(s) refused within {:?}, not recorded one by one; the \
+                     last: {}",
+                    self.suppressed, REFUSALS_WINDOW, self.last_suppressed
+                ),
+            ));
+        }
+        self.window_start = now;
+        self.recorded = 0;
+        self.suppressed = 0;
+        self.last_suppressed.clear();
     }
 }
 
