@@ -1,6 +1,7 @@
 //! The player federate: replays a CSV file as the attributes of one object.
 //!
-//! The file has a header whose first column is `time_s` (exact decimal seconds) and whose
+//! The file has a header whose first column is `time_s` (exact decimal seconds; scientific
+//! notation is shifted into a decimal, not computed) and whose
 //! other columns are attribute names; each row gives the attributes' values from its time on.
 //! An empty cell leaves that attribute out of the row's update. Times must increase.
 //!
@@ -115,6 +116,8 @@ impl PlayerTable {
             line,
             message: message.to_string(),
         };
+        // Spreadsheets save CSV with a byte order mark, which would become part of `time_s`.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut lines = text
             .lines()
             .enumerate()
@@ -159,13 +162,17 @@ impl PlayerTable {
         for (line, text) in lines {
             let mut cells = text.split(',').map(str::trim);
             let time_cell = cells.next().unwrap_or("");
-            // Exact decimal seconds, no float: "0.1" is exactly 100 ms.
-            let time: SimTime = format!("{time_cell}s").parse().map_err(|e| {
-                invalid(
-                    line,
-                    format_args!("time_s `{time_cell}` is not a time in seconds: {e}"),
-                )
-            })?;
+            // Exact decimal seconds, no float: "0.1" is exactly 100 ms. Scientific notation,
+            // as data tools write small and large numbers, is shifted into a decimal first.
+            let decimal = decimal_from_scientific(time_cell);
+            let time: SimTime = format!("{}s", decimal.as_deref().unwrap_or(time_cell))
+                .parse()
+                .map_err(|e| {
+                    invalid(
+                        line,
+                        format_args!("time_s `{time_cell}` is not a time in seconds: {e}"),
+                    )
+                })?;
             if let Some((previous, _)) = rows.last()
                 && time <= *previous
             {
@@ -354,12 +361,72 @@ fn play(
     ))
 }
 
+/// `1.5e-3` as `0.0015`, exactly (the digits are moved, not computed); `None` for text without
+/// an exponent or that is not a number in scientific notation.
+fn decimal_from_scientific(text: &str) -> Option<String> {
+    let (mantissa, exponent) = text.split_once(['e', 'E'])?;
+    let exponent: i32 = exponent.parse().ok().filter(|e: &i32| e.abs() <= 64)?;
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // The decimal point sits after `point` digits.
+    let point = i32::try_from(whole.len()).ok()? + exponent;
+    let text = if point <= 0 {
+        let zeros = usize::try_from(-point).ok()?;
+        format!("0.{}{digits}", "0".repeat(zeros))
+    } else {
+        let point = usize::try_from(point).ok()?;
+        if point >= digits.len() {
+            format!("{digits}{}", "0".repeat(point - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point], &digits[point..])
+        }
+    };
+    Some(format!("{sign}{text}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn table(text: &str) -> Result<PlayerTable, PlayerError> {
         PlayerTable::parse(text, Path::new("load.csv"))
+    }
+
+    #[test]
+    fn reads_spreadsheet_csv_a_byte_order_mark_and_scientific_times() {
+        let t = table("\u{feff}time_s,x\n0,1\n2.5e-1,2\n1E+1,3\n").unwrap();
+        let times: Vec<SimTime> = t.rows.iter().map(|(time, _)| *time).collect();
+        assert_eq!(
+            times,
+            [
+                SimTime::ZERO,
+                SimTime::from_millis(250).unwrap(),
+                SimTime::from_secs(10).unwrap()
+            ]
+        );
+        for (text, decimal) in [
+            ("1e-3", "0.001"),
+            ("-1.5e2", "-150"),
+            ("12.5e-1", "1.25"),
+            ("+7E0", "7"),
+            ("3.14159e2", "314.159"),
+        ] {
+            assert_eq!(
+                decimal_from_scientific(text).as_deref(),
+                Some(decimal),
+                "{text}"
+            );
+        }
+        for text in ["1.5", "e3", "1e", "1ee3", "1.5.e3", "x1e3", "1e999"] {
+            assert_eq!(decimal_from_scientific(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -593,6 +593,10 @@ fn federate_kind(
             "builtin",
         )?;
     }
+    if federate.fmu.is_none() {
+        // A builtin takes its step under `params`; a player and a command have none to set.
+        only("step", federate.step.as_ref().map(Spanned::span), "fmu")?;
+    }
     if federate.player.is_none() {
         only(
             "class",
@@ -879,6 +883,13 @@ interactions = ["Ping", "Pong"]
         let error = parse(&text).unwrap_err().to_string();
         assert!(
             error.contains("line 14: `class` belongs to player federates"),
+            "{error}"
+        );
+        // A builtin's step goes under its params; beside them it would be ignored.
+        let text = PING_PONG.replace("[federate.params]\nstep = \"1s\"", "step = \"1s\"");
+        let error = parse(&text).unwrap_err().to_string();
+        assert!(
+            error.contains("line 14: `step` belongs to fmu federates"),
             "{error}"
         );
 
