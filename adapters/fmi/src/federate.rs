@@ -555,13 +555,26 @@ impl<'c> Adapter<'c> {
         match outcome {
             StepOutcome::Completed => Ok(Advance::Completed),
             StepOutcome::Terminated => {
-                let reached = self
-                    .instance
-                    .last_successful_time()
+                let end = time.saturating_add(step);
+                let said = self.instance.last_successful_time();
+                let reached = said
+                    .as_ref()
                     .ok()
-                    .and_then(|t| to_sim_time(t).ok())
+                    .and_then(|t| to_sim_time(*t).ok())
                     .unwrap_or(time);
-                Ok(Advance::Terminated(reached))
+                // An FMU's own report; one outside the step it was given cannot be true, and
+                // would move the federate's time where the grant never allowed it.
+                let clamped = reached.clamp(time, end);
+                if clamped != reached || said.is_err() {
+                    warn!(
+                        instance = %self.config.instance,
+                        said = ?said,
+                        %time,
+                        %end,
+                        "the FMU's last successful time is not within its last step; taking {clamped}"
+                    );
+                }
+                Ok(Advance::Terminated(clamped))
             }
             StepOutcome::Discarded => self.retry(time, step),
         }
