@@ -43,6 +43,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fedtwin_core::RtiError;
@@ -70,7 +71,16 @@ pub mod close_code {
     pub const REVOKED: u32 = 4;
     /// A message for the peer does not fit in a frame (one it would refuse to read).
     pub const TOO_LARGE: u32 = 5;
+    /// The peer left [`MAX_UNREAD`](super::MAX_UNREAD) messages unread.
+    pub const UNREAD: u32 = 6;
 }
+
+/// How many messages may wait for one connection. The SDK reads its connection all the time,
+/// whatever the simulator does, so only a peer that is stuck (stopped, or reading nothing on
+/// purpose, while the network keeps it alive), or whose link cannot carry what the federation
+/// sends it, gets here: it is then lost, with this reason, rather than the daemon holding
+/// everything the others send it.
+pub const MAX_UNREAD: usize = 1 << 18;
 
 /// How often the daemon looks for a changed revocation list.
 pub const REVOCATION_POLL: Duration = Duration::from_secs(2);
@@ -137,7 +147,7 @@ enum Input {
     Open {
         connection: ConnectionId,
         peer: Peer,
-        writer: UnboundedSender<ServerMessage>,
+        writer: Writer,
     },
     Message(ConnectionId, ClientMessage),
     /// A connection ended; `lost` when by timeout or reset rather than on purpose.
@@ -468,7 +478,7 @@ struct Session {
     identity: String,
     token: Option<ResumeToken>,
     /// The connection carrying the session now and its writer; `None` while suspended.
-    link: Option<(ConnectionId, UnboundedSender<ServerMessage>)>,
+    link: Option<(ConnectionId, Writer)>,
     /// Messages sent in the session: the last one's number.
     sent: u64,
     /// The messages not acknowledged yet, numbered `sent - unacked.len() + 1 ..= sent`.
@@ -510,7 +520,7 @@ impl Sessions {
         !self.grace.is_zero()
     }
 
-    fn open(&mut self, id: ConnectionId, identity: String, writer: UnboundedSender<ServerMessage>) {
+    fn open(&mut self, id: ConnectionId, identity: String, writer: Writer) {
         let token = if self.enabled() {
             match new_token() {
                 Some(token) => {
@@ -768,6 +778,7 @@ impl Sessions {
     fn route(&mut self, now: Instant, engine: &mut Engine) {
         loop {
             let mut overflowed = Vec::new();
+            let mut unread = Vec::new();
             while let Some(transmit) = engine.poll_transmit() {
                 let Some(session) = self.sessions.get_mut(&transmit.connection) else {
                     continue;
@@ -788,8 +799,23 @@ impl Sessions {
                 if session.keeping {
                     session.unacked.push_back(transmit.message.clone());
                 }
-                if let Some((_, writer)) = &session.link {
-                    let _ = writer.send(transmit.message);
+                if let Some((_, writer)) = &session.link
+                    && !writer.send(transmit.message)
+                {
+                    unread.push(transmit.connection);
+                }
+            }
+            unread.dedup();
+            for id in unread {
+                if let Some((_, writer)) = self.sessions.get(&id).and_then(|s| s.link.as_ref()) {
+                    let reason = format!(
+                        "it left {} messages unread (stuck, or too slow a link)",
+                        writer.limit
+                    );
+                    warn!(identity = %self.sessions[&id].identity, "{reason}; closing its connection");
+                    writer.close(close_code::UNREAD, &reason);
+                    self.end(id);
+                    engine.lose(now, id, &reason);
                 }
             }
             if overflowed.is_empty() {
@@ -907,7 +933,7 @@ async fn serve_connection(
             return;
         }
     };
-    let (writer, outgoing) = unbounded_channel();
+    let (writer, outgoing) = Writer::new(MAX_UNREAD, Some(connection.clone()));
     let peer = Peer {
         identity: Some(identity),
         key_exchange,
@@ -1051,12 +1077,12 @@ fn forward_frames(
 async fn write_frames(
     mut send: quinn::SendStream,
     connection: quinn::Connection,
-    mut outgoing: UnboundedReceiver<ServerMessage>,
+    mut outgoing: Outgoing,
     max_frame: usize,
 ) {
     let mut buffer = Vec::with_capacity(64 * 1024);
     while let Some(message) = outgoing.recv().await {
-        let errors = encode_batch(message, || outgoing.try_recv().ok(), &mut buffer, max_frame);
+        let errors = encode_batch(message, || outgoing.try_recv(), &mut buffer, max_frame);
         if let Some(error) = errors.first() {
             warn!(%error, "a message for the federate cannot be sent; closing its connection");
             let reason = format!("the RTI cannot send a message to this federate: {error}");
@@ -1069,6 +1095,77 @@ async fn write_frames(
         }
     }
     let _ = send.finish();
+}
+
+/// The engine's end of a connection's outgoing queue: unbounded in memory, bounded by count.
+#[derive(Debug)]
+struct Writer {
+    queue: UnboundedSender<ServerMessage>,
+    unread: Arc<AtomicUsize>,
+    limit: usize,
+    /// Closes the connection when the peer reads too little (`None` in tests).
+    connection: Option<quinn::Connection>,
+}
+
+/// The writer task's end of the queue.
+#[derive(Debug)]
+struct Outgoing {
+    queue: UnboundedReceiver<ServerMessage>,
+    unread: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    fn new(limit: usize, connection: Option<quinn::Connection>) -> (Self, Outgoing) {
+        let (queue, outgoing) = unbounded_channel();
+        let unread = Arc::new(AtomicUsize::new(0));
+        let writer = Self {
+            queue,
+            unread: Arc::clone(&unread),
+            limit,
+            connection,
+        };
+        (
+            writer,
+            Outgoing {
+                queue: outgoing,
+                unread,
+            },
+        )
+    }
+
+    /// Queues `message`; `false` if `limit` messages already wait (it is not queued). A writer
+    /// whose connection has gone takes anything, as a channel with no receiver does.
+    fn send(&self, message: ServerMessage) -> bool {
+        if self.unread.fetch_add(1, Ordering::Relaxed) >= self.limit {
+            self.unread.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        if self.queue.send(message).is_err() {
+            // The writer task has ended; the connection's close is on its way to the engine.
+            self.unread.fetch_sub(1, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn close(&self, code: u32, reason: &str) {
+        if let Some(connection) = &self.connection {
+            connection.close(VarInt::from_u32(code), reason.as_bytes());
+        }
+    }
+}
+
+impl Outgoing {
+    async fn recv(&mut self) -> Option<ServerMessage> {
+        let message = self.queue.recv().await?;
+        self.unread.fetch_sub(1, Ordering::Relaxed);
+        Some(message)
+    }
+
+    fn try_recv(&mut self) -> Option<ServerMessage> {
+        let message = self.queue.try_recv().ok()?;
+        self.unread.fetch_sub(1, Ordering::Relaxed);
+        Some(message)
+    }
 }
 
 fn record(audit: &mut Option<Audit>, event: AuditEvent) {
@@ -1187,8 +1284,12 @@ mod tests {
             }
         }
 
-        fn open(&mut self, link: u64, identity: &str) -> UnboundedReceiver<ServerMessage> {
-            let (writer, received) = unbounded_channel();
+        fn open(&mut self, link: u64, identity: &str) -> Outgoing {
+            self.open_with_limit(link, identity, usize::MAX)
+        }
+
+        fn open_with_limit(&mut self, link: u64, identity: &str, limit: usize) -> Outgoing {
+            let (writer, received) = Writer::new(limit, None);
             let peer = Peer {
                 identity: Some(Identity {
                     name: identity.into(),
@@ -1226,7 +1327,7 @@ mod tests {
         }
 
         /// Two federates of `f`, `ping` on connection 1 and `pong` on 2, both regulating.
-        fn joined_pair(&mut self) -> [UnboundedReceiver<ServerMessage>; 2] {
+        fn joined_pair(&mut self) -> [Outgoing; 2] {
             let ping = self.open(1, "ping");
             let pong = self.open(2, "pong");
             self.request(
@@ -1256,8 +1357,8 @@ mod tests {
         }
     }
 
-    fn drain(received: &mut UnboundedReceiver<ServerMessage>) -> Vec<ServerMessage> {
-        std::iter::from_fn(|| received.try_recv().ok()).collect()
+    fn drain(received: &mut Outgoing) -> Vec<ServerMessage> {
+        std::iter::from_fn(|| received.try_recv()).collect()
     }
 
     fn token(messages: &[ServerMessage]) -> ResumeToken {
@@ -1402,6 +1503,55 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_federate_that_leaves_too_much_unread_is_lost_naming_why() {
+        let mut f = Fixture::new(Duration::from_secs(60), 1000);
+        let mut ping = f.open(1, "ping");
+        let _pong = f.open_with_limit(2, "pong", 8);
+        f.request(
+            1,
+            Request::CreateFederation {
+                federation: "f".into(),
+                model: ObjectModel::new(),
+                if_missing: true,
+            },
+        );
+        for (link, name) in [(1, "ping"), (2, "pong")] {
+            f.request(
+                link,
+                Request::Join {
+                    federation: "f".into(),
+                    federate: name.into(),
+                },
+            );
+        }
+        // Every point is announced to pong too, which reads nothing.
+        for label in 0..10 {
+            f.request(
+                1,
+                Request::RegisterSyncPoint {
+                    label: label.to_string(),
+                    tag: Vec::new().into(),
+                    federates: vec![],
+                },
+            );
+        }
+        let told = drain(&mut ping);
+        assert!(
+            told.iter().any(|m| matches!(
+                m,
+                ServerMessage::Callback(Callback::FederateLost { federate, reason })
+                    if federate == "pong" && reason.contains("left 8 messages unread")
+            )),
+            "{told:?}"
+        );
+        assert!(
+            std::iter::from_fn(|| f.engine.poll_audit())
+                .any(|e| e.kind == AuditKind::Lost && e.detail.contains("unread")),
+            "the loss is audited"
+        );
     }
 
     #[test]
