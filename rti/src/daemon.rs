@@ -73,6 +73,8 @@ pub mod close_code {
     pub const TOO_LARGE: u32 = 5;
     /// The peer left [`MAX_UNREAD`](super::MAX_UNREAD) messages unread.
     pub const UNREAD: u32 = 6;
+    /// The connection's session resumed on another connection.
+    pub const SUPERSEDED: u32 = 7;
 }
 
 /// How many messages may wait for one connection. The SDK reads its connection all the time,
@@ -674,10 +676,14 @@ impl Sessions {
         let Some(session) = self.sessions.get_mut(&target) else {
             return Err("unknown session".into());
         };
-        if let Some((old, _)) = session.link.take() {
+        if let Some((old, old_writer)) = session.link.take() {
             // The federate saw its connection fail before we did: the new one takes over and
-            // the old one's end is ignored.
+            // the old one's end is ignored. Closed now, it holds nothing until its timeout.
             self.links.remove(&old);
+            old_writer.close(
+                close_code::SUPERSEDED,
+                "the session moved to a new connection",
+            );
         }
         self.links.insert(link, target);
         let _ = writer.send(ServerMessage::Resumed {
