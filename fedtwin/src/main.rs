@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use federate_sdk::{Admin, Connector, EmbeddedRti, SimDuration, SimTime, TlsFiles};
 use fedtwin_fmi::{AdapterConfig, AdapterError};
+use fedtwin_rti::audit::AuditError;
 use fedtwin_rti::config::RtiConfig;
 use fedtwin_rti::tls::{self, RevocationReason, Role};
 use tracing::info;
@@ -435,7 +436,20 @@ fn certs(command: CertsCommand) -> Result<(), String> {
 }
 
 fn audit_verify(file: &Path) -> Result<(), String> {
-    let verified = fedtwin_rti::audit::verify(file).map_err(|e| e.to_string())?;
+    let mut verified = fedtwin_rti::audit::verify(file);
+    // A daemon may be writing the last record of a live log as we read it: a last line without
+    // its newline that does not parse is read again for up to a second before it counts as
+    // damage.
+    let unterminated =
+        || std::fs::read(file).is_ok_and(|bytes| bytes.last().is_some_and(|&b| b != b'\n'));
+    for _ in 0..5 {
+        if !(matches!(verified, Err(AuditError::Malformed { .. })) && unterminated()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        verified = fedtwin_rti::audit::verify(file);
+    }
+    let verified = verified.map_err(|e| e.to_string())?;
     println!(
         "ok: {} records, chain intact, last hash {}",
         verified.records, verified.last_hash

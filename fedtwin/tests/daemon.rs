@@ -98,6 +98,34 @@ fn two_processes_play_ping_pong_through_the_daemon_and_the_audit_log_holds() {
             .status
             .success()
     );
+
+    // A record being written as the log is read (a live daemon's) is read again, not taken
+    // for damage; one that stays cut off is.
+    let (head, tail) = text.split_at(text.len() - 40);
+    std::fs::write(&audit, head).unwrap();
+    let writer = std::thread::spawn({
+        let audit = audit.clone();
+        let tail = tail.to_owned();
+        move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(audit)
+                .unwrap();
+            std::io::Write::write_all(&mut file, tail.as_bytes()).unwrap();
+        }
+    });
+    let live = fedtwin(&["audit", "verify", audit.to_str().unwrap()]);
+    writer.join().unwrap();
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    std::fs::write(&audit, head).unwrap();
+    let cut = fedtwin(&["audit", "verify", audit.to_str().unwrap()]);
+    assert!(!cut.status.success());
+    assert!(String::from_utf8_lossy(&cut.stderr).contains("malformed"));
 }
 
 fn runtime() -> tokio::runtime::Runtime {
