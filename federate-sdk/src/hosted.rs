@@ -35,6 +35,7 @@
 //! }
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -148,6 +149,29 @@ pub fn start_barrier_within(
     timeout: Duration,
     initial: impl FnOnce(&mut Federate) -> Result<()>,
 ) -> Result<()> {
+    start_barrier_until(
+        federate,
+        expected,
+        timeout,
+        &AtomicBool::new(false),
+        initial,
+    )
+}
+
+/// [`start_barrier_within`], giving up as soon as `stop` is set while it waits for the
+/// expected federates to join (a Ctrl-C should not wait out the timeout for a partner that
+/// never starts). Once everyone has joined, the barrier is passed: that wait is short.
+///
+/// # Errors
+///
+/// As [`start_barrier_within`]; [`Error::Protocol`] saying so when stopped.
+pub fn start_barrier_until(
+    federate: &mut Federate,
+    expected: &[&str],
+    timeout: Duration,
+    stop: &AtomicBool,
+    initial: impl FnOnce(&mut Federate) -> Result<()>,
+) -> Result<()> {
     if expected.is_empty() {
         return initial(federate);
     }
@@ -155,13 +179,14 @@ pub fn start_barrier_within(
     expected.sort_unstable();
     expected.dedup();
     let deadline = Instant::now() + timeout;
-    register(federate, "ready", &expected, deadline)?;
-    register(federate, "start", &expected, deadline)?;
+    register(federate, "ready", &expected, deadline, stop)?;
+    register(federate, "start", &expected, deadline, stop)?;
     // Registered by this federate or another, each point is announced at once to every
     // member; one that does not come (a leftover point of the same name without this federate,
     // or a registrar that cannot register) would otherwise be waited for forever.
     for label in ["ready", "start"] {
         while !federate.sync_point_announced(label)? {
+            stopped(federate, stop)?;
             if Instant::now() >= deadline {
                 return Err(Error::Protocol(format!(
                     "the start barrier's `{label}` point was not announced to `{}` within {} s: \
@@ -187,10 +212,12 @@ fn register(
     label: &str,
     expected: &[&str],
     deadline: Instant,
+    stop: &AtomicBool,
 ) -> Result<()> {
     let started = Instant::now();
     let mut next_warning = started + WAIT_WARNING;
     loop {
+        stopped(federate, stop)?;
         match federate.register_sync_point(label, expected) {
             Err(Error::Refused {
                 source: RtiError::SyncPointExists(_) | RtiError::Denied { .. },
@@ -221,6 +248,16 @@ fn register(
             other => return other,
         }
     }
+}
+
+fn stopped(federate: &Federate, stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::SeqCst) {
+        return Err(Error::Protocol(format!(
+            "`{}` stopped on request at the start barrier",
+            federate.name()
+        )));
+    }
+    Ok(())
 }
 
 /// An SDK error with the name of the federate it happened to, for runners that host many.

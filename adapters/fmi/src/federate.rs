@@ -314,7 +314,7 @@ pub fn run_until(
         let mut federate = builder
             .join_blocking(connector.clone())
             .map_err(federation_error)?;
-        match start_at_barrier(&mut federate, config, fmu) {
+        match start_at_barrier(&mut federate, config, fmu, stop) {
             Ok((adapter, objects, outputs)) => (adapter, federate, objects, Some(outputs)),
             Err(error) => {
                 warn!(instance = %config.instance, "start failed, resigning: {error}");
@@ -652,7 +652,7 @@ impl LockStep<'_, '_> {
                 let outputs = self.adapter.outputs()?;
                 on_outputs(config.start, &outputs);
                 if !config.expect.is_empty() {
-                    self.start_barrier(&outputs)?;
+                    self.start_barrier(&outputs, stop)?;
                 }
                 // A step chosen at the barrier counted the partners already.
                 self.check_coupled_step(h)?;
@@ -777,14 +777,24 @@ impl LockStep<'_, '_> {
     }
 
     /// Waits for the expected federates, exchanging the outputs at the start time.
-    fn start_barrier(&mut self, outputs: &[f64]) -> Result<(), AdapterError> {
+    fn start_barrier(&mut self, outputs: &[f64], stop: &AtomicBool) -> Result<(), AdapterError> {
         let config = self.adapter.config;
         let expected = as_str(&config.expect);
         let objects = &self.objects;
-        hosted::start_barrier(&mut self.federate, &expected, |federate| {
-            publish(federate, config, objects, outputs, None)
-        })
-        .map_err(|e| self.adapter.federation_error(e))?;
+        let passed = hosted::start_barrier_until(
+            &mut self.federate,
+            &expected,
+            hosted::START_TIMEOUT,
+            stop,
+            |federate| publish(federate, config, objects, outputs, None),
+        );
+        if passed.is_err() && stop.load(Ordering::SeqCst) {
+            return Err(AdapterError::Interrupted {
+                instance: config.instance.clone(),
+                time: config.start,
+            });
+        }
+        passed.map_err(|e| self.adapter.federation_error(e))?;
         let deliveries = self
             .federate
             .take_deliveries()
@@ -914,6 +924,7 @@ fn start_at_barrier<'c>(
     federate: &mut blocking::Federate,
     config: &'c AdapterConfig,
     fmu: Fmu,
+    stop: &AtomicBool,
 ) -> Result<(Adapter<'c>, Objects, Vec<f64>), AdapterError> {
     let federation_error = |source| AdapterError::Federation {
         instance: config.instance.clone(),
@@ -922,20 +933,30 @@ fn start_at_barrier<'c>(
     let objects = declare(federate, config).map_err(federation_error)?;
     let expected = as_str(&config.expect);
     let mut started = None;
-    let barrier = hosted::start_barrier(federate, &expected, |federate| {
-        let result = start_fmu(federate, config, fmu, &objects);
-        let failed = result.is_err();
-        started = Some(result);
-        if failed {
-            // The adapter's own error is kept in `started`; this only stops the barrier.
-            return Err(federate_sdk::Error::Protocol(
-                "the FMU could not start".into(),
-            ));
-        }
-        Ok(())
-    });
+    let barrier = hosted::start_barrier_until(
+        federate,
+        &expected,
+        hosted::START_TIMEOUT,
+        stop,
+        |federate| {
+            let result = start_fmu(federate, config, fmu, &objects);
+            let failed = result.is_err();
+            started = Some(result);
+            if failed {
+                // The adapter's own error is kept in `started`; this only stops the barrier.
+                return Err(federate_sdk::Error::Protocol(
+                    "the FMU could not start".into(),
+                ));
+            }
+            Ok(())
+        },
+    );
     match (started, barrier) {
         (Some(Err(error)), _) => Err(error),
+        (_, Err(_)) if stop.load(Ordering::SeqCst) => Err(AdapterError::Interrupted {
+            instance: config.instance.clone(),
+            time: config.start,
+        }),
         (_, Err(error)) => Err(federation_error(error)),
         (Some(Ok((adapter, outputs))), Ok(())) => Ok((adapter, objects, outputs)),
         (None, Ok(())) => Err(federation_error(federate_sdk::Error::Protocol(

@@ -770,6 +770,35 @@ fn a_finished_run_terminates_the_fmu() {
     assert!(log.contains("fmi2Terminate: simulation over"), "{log}");
 }
 
+/// A stop asked for while the adapter waits at the start barrier for a partner that never
+/// comes ends the wait at once, as an interruption, whether the step is given or chosen there.
+#[test]
+fn a_stop_at_the_start_barrier_ends_the_wait() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let waiting = lone_counter("").replace(
+        "federation = \"lone-counter\"",
+        "federation = \"lone-barrier\"\nexpect = [\"lone\", \"ghost\"]",
+    );
+    let chosen_there = waiting.replace("[step]\nsize = \"1ms\"\n", "");
+    assert_ne!(waiting, chosen_there);
+    for text in [waiting, chosen_there] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let setter = thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                thread::sleep(std::time::Duration::from_millis(200));
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+        let rti = Connector::from(EmbeddedRti::start().unwrap());
+        let error = fedtwin_fmi::run_until(&config(&text), rti, |_, _| {}, &stop).unwrap_err();
+        setter.join().unwrap();
+        assert!(matches!(error, AdapterError::Interrupted { .. }), "{error}");
+    }
+}
+
 /// The FMU's solver gets the tolerance the file sets, else the one its DefaultExperiment
 /// suggests (the counter suggests 1e-4 and logs what it was given).
 #[test]
