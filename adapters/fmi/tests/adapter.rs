@@ -747,10 +747,8 @@ impl std::io::Write for Captured {
     }
 }
 
-/// The adapter ends a completed run with fmi2Terminate, so an FMU can finish its work (flush
-/// files, close connections) before it is freed.
-#[test]
-fn a_finished_run_terminates_the_fmu() {
+/// Runs `text` (a lone FMU's file) with the FMU's logging on; the summary and the log.
+fn run_logged(text: &str) -> (RunSummary, String) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -758,15 +756,23 @@ fn a_finished_run_terminates_the_fmu() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let text = lone_counter("").replace(
+    let text = text.replace(
         "federation = \"lone-counter\"",
         "federation = \"lone-counter\"\nfmu_logging = true",
     );
     let summary = tracing::subscriber::with_default(subscriber, || run_alone(&config(&text)))
         .unwrap()
         .0;
-    assert_eq!(summary.steps, 10);
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    (summary, log)
+}
+
+/// The adapter ends a completed run with fmi2Terminate, so an FMU can finish its work (flush
+/// files, close connections) before it is freed.
+#[test]
+fn a_finished_run_terminates_the_fmu() {
+    let (summary, log) = run_logged(&lone_counter(""));
+    assert_eq!(summary.steps, 10);
     assert!(log.contains("fmi2Terminate: simulation over"), "{log}");
 }
 
@@ -803,25 +809,10 @@ fn a_stop_at_the_start_barrier_ends_the_wait() {
 /// suggests (the counter suggests 1e-4 and logs what it was given).
 #[test]
 fn the_fmu_is_set_up_with_the_configured_or_suggested_tolerance() {
-    let logged = |text: &str| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let text = text.replace(
-            "federation = \"lone-counter\"",
-            "federation = \"lone-counter\"\nfmu_logging = true",
-        );
-        tracing::subscriber::with_default(subscriber, || run_alone(&config(&text))).unwrap();
-        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
-    };
-    let log = logged(&lone_counter(""));
+    let (_, log) = run_logged(&lone_counter(""));
     assert!(log.contains("fmi2SetupExperiment: tolerance 1e-4"), "{log}");
     let text = lone_counter("").replace("stop = \"10ms\"", "stop = \"10ms\"\ntolerance = 2.5e-7");
-    let log = logged(&text);
+    let (_, log) = run_logged(&text);
     assert!(
         log.contains("fmi2SetupExperiment: tolerance 2.5e-7"),
         "{log}"

@@ -27,6 +27,14 @@ fn send(engine: &mut Engine, connection: u64, id: u64, request: Request) {
     while engine.poll_transmit().is_some() {}
 }
 
+fn create() -> Request {
+    Request::CreateFederation {
+        federation: "f".into(),
+        model: ObjectModel::new(),
+        if_missing: false,
+    }
+}
+
 fn join(federate: &str) -> Request {
     Request::Join {
         federation: "f".into(),
@@ -40,14 +48,9 @@ fn each_event_names_the_identity_whose_call_caused_it_even_when_drained_late() {
     engine.connect_peer(ConnectionId(1), peer("alice")).unwrap();
     engine.connect(ConnectionId(2)).unwrap();
     engine.connect_peer(ConnectionId(3), peer("bob")).unwrap();
-    let create = Request::CreateFederation {
-        federation: "f".into(),
-        model: ObjectModel::new(),
-        if_missing: false,
-    };
     // Nothing is drained until the end: an anonymous call in between must neither take a
     // name nor lend its absence of one to the calls around it.
-    send(&mut engine, 1, 1, create);
+    send(&mut engine, 1, 1, create());
     send(&mut engine, 1, 2, join("alice"));
     send(&mut engine, 2, 1, join("trusted"));
     send(&mut engine, 3, 1, join("bob"));
@@ -85,12 +88,7 @@ fn impersonation_attempts_and_stability_changes_are_audited() {
     engine
         .connect_peer(ConnectionId(2), peer("mallory"))
         .unwrap();
-    let create = Request::CreateFederation {
-        federation: "f".into(),
-        model: ObjectModel::new(),
-        if_missing: false,
-    };
-    send(&mut engine, 1, 1, create);
+    send(&mut engine, 1, 1, create());
     send(&mut engine, 1, 2, join("alice"));
     send(&mut engine, 2, 1, join("alice"));
     send(
