@@ -886,8 +886,8 @@ impl AdapterConfig {
                 invalid(
                     line,
                     format!(
-                        "`{name}` is not a variable of {fmu_name}; it has {}",
-                        list_names(description)
+                        "`{name}` is not a variable of {fmu_name}; {}",
+                        name_hint(name, description)
                     ),
                 )
             })
@@ -1148,13 +1148,56 @@ fn causality_phrase(causality: Causality) -> &'static str {
     }
 }
 
-fn list_names(description: &ModelDescription) -> String {
+/// What to say after "not a variable": every name of a small FMU; for a large one (a tool's
+/// export has thousands) the few closest to `name`, so that the message stays readable.
+fn name_hint(name: &str, description: &ModelDescription) -> String {
+    const LIST_ALL: usize = 20;
+    const CLOSEST: usize = 5;
     let names: Vec<&str> = description
         .variables
         .iter()
         .map(|v| v.name.as_str())
         .collect();
-    names.join(", ")
+    if names.len() <= LIST_ALL {
+        return format!("it has {}", names.join(", "));
+    }
+    let wanted = name.to_lowercase();
+    let mut ranked: Vec<(usize, &str)> = names
+        .iter()
+        .map(|candidate| {
+            (
+                edit_distance(&wanted, &candidate.to_lowercase()),
+                *candidate,
+            )
+        })
+        .collect();
+    ranked.sort_unstable();
+    let closest: Vec<String> = ranked
+        .iter()
+        .take(CLOSEST)
+        .map(|(_, n)| format!("`{n}`"))
+        .collect();
+    format!(
+        "the closest of its {} variables are {}",
+        names.len(),
+        closest.join(", ")
+    )
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -1359,6 +1402,32 @@ start = -100.0
         let none = ModelDescription::parse(PLANT).unwrap();
         let message = config.with_model_defaults(&none).unwrap_err().to_string();
         assert!(message.contains("set stop under [experiment]"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_name_in_a_large_fmu_gets_the_closest_names() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("spring.c", "spring.c"), 0);
+        let variables: String = (0..500)
+            .map(|i| {
+                format!(
+                    "<ScalarVariable name=\"body{i}.m\" valueReference=\"{i}\" \
+                     causality=\"parameter\" variability=\"fixed\"><Real start=\"1\"/>\
+                     </ScalarVariable>"
+                )
+            })
+            .collect();
+        let xml = PLANT.replace("<ModelVariables>", &format!("<ModelVariables>{variables}"));
+        let description = ModelDescription::parse(&xml).unwrap();
+        let hint = name_hint("Body42.M", &description);
+        assert!(
+            hint.starts_with("the closest of its 504 variables are `body42.m`"),
+            "{hint}"
+        );
+        assert_eq!(hint.matches('`').count(), 10, "five names: {hint}");
+        let small = ModelDescription::parse(PLANT).unwrap();
+        assert_eq!(name_hint("x", &small), "it has g, level, flow, inflow");
     }
 
     #[test]
