@@ -201,6 +201,11 @@ enum AuditCommand {
     Verify {
         /// The log file.
         file: PathBuf,
+        /// A record's hash kept outside the log earlier (printed by this command, or logged by
+        /// the daemon when it stops): the log must still hold that record. Without it a log
+        /// rewritten as a whole, its hashes recomputed, verifies.
+        #[arg(long, value_name = "HASH")]
+        anchor: Option<String>,
     },
 }
 
@@ -259,8 +264,8 @@ fn main() -> ExitCode {
         } => run_rti(listen, config, certs),
         Command::Certs { command } => certs(command),
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => audit_verify(&file),
+            command: AuditCommand::Verify { file, anchor },
+        } => audit_verify(&file, anchor.as_deref()),
         Command::Status { rti, identity } => status(&rti, &identity),
         Command::Fmu { config, out } => return fmu(&config, out.as_deref()),
         Command::Example {
@@ -435,8 +440,14 @@ fn certs(command: CertsCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn audit_verify(file: &Path) -> Result<(), String> {
-    let mut verified = fedtwin_rti::audit::verify(file);
+fn audit_verify(file: &Path, anchor: Option<&str>) -> Result<(), String> {
+    let verify = || match anchor {
+        Some(anchor) => {
+            fedtwin_rti::audit::verify_anchored(file, anchor).map(|(v, s)| (v, Some(s)))
+        }
+        None => fedtwin_rti::audit::verify(file).map(|v| (v, None)),
+    };
+    let mut verified = verify();
     // A daemon may be writing the last record of a live log as we read it: a last line without
     // its newline that does not parse is read again for up to a second before it counts as
     // damage.
@@ -447,11 +458,14 @@ fn audit_verify(file: &Path) -> Result<(), String> {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
-        verified = fedtwin_rti::audit::verify(file);
+        verified = verify();
     }
-    let verified = verified.map_err(|e| e.to_string())?;
+    let (verified, anchored) = verified.map_err(|e| e.to_string())?;
+    let anchored = anchored.map_or_else(String::new, |sequence| {
+        format!(", anchor found at record {sequence}")
+    });
     println!(
-        "ok: {} records, chain intact, last hash {}",
+        "ok: {} records, chain intact{anchored}, last hash {}",
         verified.records, verified.last_hash
     );
     Ok(())

@@ -63,6 +63,17 @@ fn two_processes_play_ping_pong_through_the_daemon_and_the_audit_log_holds() {
     let audit = scratch.path("audit.log");
     let verified = ok(&fedtwin(&["audit", "verify", audit.to_str().unwrap()]));
     assert!(verified.starts_with("ok: "), "{verified}");
+    // The last hash, kept elsewhere, anchors the log: found while the log holds that record.
+    let last_hash = verified.trim().rsplit(' ').next().unwrap().to_owned();
+    let path = audit.to_str().unwrap();
+    let anchored = ok(&fedtwin(&["audit", "verify", path, "--anchor", &last_hash]));
+    assert!(anchored.contains("anchor found at record"), "{anchored}");
+    let missing = fedtwin(&["audit", "verify", path, "--anchor", &"0".repeat(64)]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("was rewritten, or cut before"),
+        "{missing:?}"
+    );
     let text = std::fs::read_to_string(&audit).unwrap();
     for kind in [
         "DaemonStart",

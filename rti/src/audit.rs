@@ -160,6 +160,15 @@ pub enum AuditError {
     /// A record could not be serialized.
     #[error("cannot encode audit record: {0}")]
     Encode(String),
+    /// No record has the hash kept outside the log: it was rewritten or cut since.
+    #[error(
+        "no record of the audit log has the hash {anchor}: the log was rewritten, or cut before \
+         that record, since the hash was taken"
+    )]
+    AnchorMissing {
+        /// The hash looked for.
+        anchor: String,
+    },
     /// Another open log (another daemon, most likely) holds the file's lock.
     #[error(
         "audit log {} is in use by another process (another daemon?): each daemon needs a log \
@@ -418,7 +427,8 @@ const MAX_BATCH: usize = 256;
 #[derive(Debug)]
 pub struct AuditWriter {
     queue: Option<std::sync::mpsc::Sender<AuditEvent>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Ends with the hash of the last record.
+    thread: Option<std::thread::JoinHandle<String>>,
 }
 
 impl AuditWriter {
@@ -442,6 +452,7 @@ impl AuditWriter {
                         tracing::warn!(%error, records = count, "audit records not written");
                     }
                 }
+                log.last_hash
             })
             .map_err(|source| AuditError::Io { path, source })?;
         Ok(Self {
@@ -458,24 +469,27 @@ impl AuditWriter {
         }
     }
 
-    /// Writes everything queued and stops the thread.
-    pub fn finish(mut self) {
-        self.stop();
+    /// Writes everything queued, stops the thread and returns the hash of the log's last record,
+    /// to be kept outside the log ([`verify_anchored`]).
+    pub fn finish(mut self) -> Option<String> {
+        self.stop()
     }
 
-    fn stop(&mut self) {
+    fn stop(&mut self) -> Option<String> {
         drop(self.queue.take());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::warn!("the audit writer panicked; records queued last may be missing");
+        match self.thread.take()?.join() {
+            Ok(last_hash) => Some(last_hash),
+            Err(_) => {
+                tracing::warn!("the audit writer panicked; records queued last may be missing");
+                None
+            }
         }
     }
 }
 
 impl Drop for AuditWriter {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 
@@ -559,6 +573,34 @@ pub fn verify_text(text: &str) -> Result<Verified, AuditError> {
         verified.last_hash = record.hash;
     }
     Ok(verified)
+}
+
+/// Verifies a whole file as [`verify`] does and finds the record whose hash is `anchor`, a
+/// hash kept outside the file earlier (from [`Verified::last_hash`], `fedtwin audit verify` or
+/// the daemon's log at its stop). A chain rewritten as a whole, or cut before that record, no
+/// longer holds it, which the file alone cannot show.
+///
+/// # Errors
+///
+/// As [`verify`]; [`AuditError::AnchorMissing`] when no record has that hash.
+pub fn verify_anchored(path: &Path, anchor: &str) -> Result<(Verified, u64), AuditError> {
+    let bytes = std::fs::read(path).map_err(|source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let verified = verify_bytes(&bytes)?;
+    let anchor = anchor.trim().to_ascii_lowercase();
+    // Verified: every line is a record, in order.
+    let text = String::from_utf8_lossy(&bytes);
+    let found = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Record>(line).ok())
+        .find(|record| record.hash == anchor)
+        .map(|record| record.sequence);
+    match found {
+        Some(sequence) => Ok((verified, sequence)),
+        None => Err(AuditError::AnchorMissing { anchor }),
+    }
 }
 
 /// Verifies raw file contents, reporting invalid UTF-8 with its line number.
@@ -801,9 +843,10 @@ mod tests {
         for i in 0..1000 {
             writer.record(event(AuditKind::Denied, &format!("call {i}")));
         }
-        writer.finish();
+        let last_hash = writer.finish();
         let verified = verify(&temp.0).unwrap();
         assert_eq!(verified.records, 1000);
+        assert_eq!(last_hash.as_deref(), Some(verified.last_hash.as_str()));
         let details: Vec<String> = temp.text().lines().map(|l| record(l).detail).collect();
         let expected: Vec<String> = (0..1000).map(|i| format!("call {i}")).collect();
         assert_eq!(details, expected);
@@ -815,6 +858,31 @@ mod tests {
             .unwrap();
         drop(log);
         assert_eq!(verify(&temp.0).unwrap().records, 1003);
+    }
+
+    #[test]
+    fn an_anchor_kept_outside_finds_its_record_until_the_chain_is_rewritten() {
+        let (temp, text) = written_log(3);
+        let second = record(text.lines().nth(1).unwrap());
+        let (verified, sequence) = verify_anchored(&temp.0, &second.hash).unwrap();
+        assert_eq!((verified.records, sequence), (3, 2));
+        // Rewritten as a whole (a record changed, every hash after it recomputed): it verifies
+        // on its own, but the anchor is gone.
+        let mut records: Vec<Record> = text.lines().map(record).collect();
+        records[0].detail = "forged".to_owned();
+        let mut previous = GENESIS_HASH.to_owned();
+        let mut forged = String::new();
+        for mut r in records {
+            r.previous = previous;
+            r.hash = r.computed_hash().unwrap();
+            previous = r.hash.clone();
+            forged.push_str(&r.to_line().unwrap());
+            forged.push('\n');
+        }
+        std::fs::write(&temp.0, forged).unwrap();
+        assert_eq!(verify(&temp.0).unwrap().records, 3);
+        let error = verify_anchored(&temp.0, &second.hash).unwrap_err();
+        assert!(matches!(error, AuditError::AnchorMissing { .. }), "{error}");
     }
 
     #[test]

@@ -450,7 +450,13 @@ async fn run_engine(
                     audit.record(daemon_event(AuditKind::DaemonStop, "shutdown".into()));
                     // Blocks this thread for the last sync, once, so that the stop record is on
                     // disk before the daemon says it stopped.
-                    audit.writer.finish();
+                    if let Some(last_hash) = audit.writer.finish() {
+                        info!(
+                            %last_hash,
+                            "audit log closed; keep this hash elsewhere to detect a later \
+                             rewrite (fedtwin audit verify --anchor)"
+                        );
+                    }
                 }
                 let _ = done.send(());
                 break;
