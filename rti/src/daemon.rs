@@ -97,7 +97,8 @@ pub struct DaemonConfig {
     pub tls: TlsFiles,
     /// Accept classical key exchange when a client offers no post-quantum group.
     pub allow_classical: bool,
-    /// Who may do what; `None` lets every authenticated federate do everything.
+    /// Who may do what; `None` lets every authenticated federate do everything but administer
+    /// (destroy, stability rule, status), which needs the admin role.
     pub policy: Option<Policy>,
     /// Where the audit log goes; `None` keeps no audit log.
     pub audit: Option<PathBuf>,
@@ -212,7 +213,10 @@ pub async fn serve(
         source,
     })?;
     if config.policy.is_none() {
-        warn!("no policy configured: every federate with a valid certificate may do anything");
+        warn!(
+            "no policy configured: every federate with a valid certificate may take part in \
+             anything; only the admin role may administer"
+        );
     }
     if let Some(audit) = &audit {
         audit.record(daemon_event(

@@ -444,8 +444,9 @@ impl Engine {
         self.outbox.audit.pop_front()
     }
 
-    /// Checks a request against the policy. Trusted connections and engines without a policy
-    /// pass everything (except joining under another name than the certificate's).
+    /// Checks a request against the policy. Trusted connections pass everything; without a
+    /// policy, certified ones pass everything but administering, which needs the admin role
+    /// (and nobody may join under another name than the certificate's).
     fn authorize(
         &self,
         peer: &Peer,
@@ -463,10 +464,26 @@ impl Engine {
                 requested: federate.clone(),
             });
         }
-        let Some(policy) = &self.policy else {
-            return Ok(());
-        };
         let joined_federation = joined.and_then(|(key, _)| self.federations.get(&key));
+        let Some(policy) = &self.policy else {
+            // Without a policy the certificate's role stands in for one: anyone certified may
+            // take part, but only an admin may administer (as only an admin sees the status).
+            let administered = match request {
+                Request::DestroyFederation { federation } => Some(federation.as_str()),
+                Request::SetStability { .. } => joined_federation.map(Federation::name),
+                _ => None,
+            };
+            return match administered {
+                Some(federation) if identity.role != crate::tls::Role::Admin => {
+                    Err(RtiError::Denied {
+                        identity: identity.name.clone(),
+                        permission: Permission::Administer.to_string(),
+                        federation: federation.to_owned(),
+                    })
+                }
+                _ => Ok(()),
+            };
+        };
         let model = joined_federation.map(Federation::model);
         let check = |federation: &str, permission: Permission<'_>| {
             if policy.allows(identity, federation, permission) {

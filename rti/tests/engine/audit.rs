@@ -121,3 +121,62 @@ fn impersonation_attempts_and_stability_changes_are_audited() {
     );
     assert_eq!(changed.detail, "alpha 0.5, override true");
 }
+
+/// Without a policy the certificate's role decides administering: a federate may neither
+/// destroy a federation nor change its stability rule, an admin may; each denial is recorded.
+#[test]
+fn without_a_policy_only_admins_administer() {
+    use fedtwin_core::RtiError;
+    use fedtwin_core::message::{Response, ServerMessage};
+
+    let mut engine = Engine::new();
+    let federate = Peer {
+        identity: Some(Identity {
+            name: "plant".to_owned(),
+            role: Role::Federate,
+        }),
+        key_exchange: None,
+    };
+    engine.connect_peer(ConnectionId(1), federate).unwrap();
+    engine.connect_peer(ConnectionId(2), peer("ops")).unwrap();
+    let answer = |engine: &mut Engine, connection: u64, id: u64, request: Request| {
+        engine.handle(
+            Instant::now(),
+            ConnectionId(connection),
+            ClientMessage { id, request },
+        );
+        std::iter::from_fn(|| engine.poll_transmit())
+            .find_map(|t| match t.message {
+                ServerMessage::Response { id: i, result } if i == id => Some(result),
+                _ => None,
+            })
+            .expect("an answer")
+    };
+    answer(&mut engine, 1, 1, create()).unwrap();
+    answer(&mut engine, 1, 2, join("plant")).unwrap();
+    let stability = Request::SetStability {
+        alpha: 0.5,
+        override_stability: true,
+    };
+    let denied = answer(&mut engine, 1, 3, stability).unwrap_err();
+    assert!(matches!(denied, RtiError::Denied { .. }), "{denied}");
+    let destroy = Request::DestroyFederation {
+        federation: "f".into(),
+    };
+    let denied = answer(&mut engine, 1, 4, destroy.clone()).unwrap_err();
+    assert!(
+        denied.to_string().contains("`plant` may not administer"),
+        "{denied}"
+    );
+    let denials = std::iter::from_fn(|| engine.poll_audit())
+        .filter(|e| e.kind == AuditKind::Denied && e.identity.as_deref() == Some("plant"))
+        .count();
+    assert_eq!(denials, 2);
+
+    // The admin may, once the federation is empty.
+    answer(&mut engine, 1, 5, Request::Resign).unwrap();
+    assert!(matches!(
+        answer(&mut engine, 2, 1, destroy),
+        Ok(Response::Done)
+    ));
+}
