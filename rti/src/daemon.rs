@@ -183,6 +183,10 @@ pub async fn serve(
     let (crl_bytes, revocations) = Revocations::read(&config.tls)?.unzip();
     if let Some(revocations) = &revocations {
         revocations.check_own(&config.tls)?;
+    }
+    // The certificates first: without them, a missing list is not the news.
+    let server_config = quic_server_config(&config, revocations.as_ref())?;
+    if let Some(revocations) = &revocations {
         info!(
             crl = %revocations.path().display(),
             revoked = revocations.len(),
@@ -196,7 +200,6 @@ pub async fn serve(
              written there (`fedtwin certs revoke`)"
         );
     }
-    let server_config = quic_server_config(&config, revocations.as_ref())?;
 
     let audit = match &config.audit {
         Some(path) => Some(Audit::new(AuditWriter::start(AuditLog::open(path)?)?)),

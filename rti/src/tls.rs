@@ -431,7 +431,7 @@ impl Revocations {
 #[non_exhaustive]
 pub enum TlsError {
     /// A file or directory could not be read or written.
-    #[error("cannot access `{path}`: {source}; check that it exists and is readable and writable")]
+    #[error("cannot access `{path}`: {source}{}", io_hint(path, source))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -1302,6 +1302,34 @@ fn write_new(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
     file.sync_all().map_err(io_error(path))
 }
 
+/// What to do about a certificate file that cannot be used, by what went wrong.
+fn io_hint(path: &Path, error: &io::Error) -> String {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| ".".to_owned(), |d| d.display().to_string());
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let pem_or_key = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("pem" | "key")
+    );
+    match (error.kind(), name.as_deref()) {
+        (io::ErrorKind::NotFound, Some("ca")) => format!(
+            "; create the federation CA with `fedtwin certs init --dir {dir}` (or copy its \
+             ca.pem there)"
+        ),
+        (io::ErrorKind::NotFound, Some(name)) if pem_or_key && name != "crl" => format!(
+            "; issue it with `fedtwin certs issue --dir {dir} --name {name}` (or copy \
+             {name}.pem and {name}.key there)"
+        ),
+        (io::ErrorKind::NotFound, _) => "; check the path".to_owned(),
+        (io::ErrorKind::PermissionDenied, _) => {
+            "; check the file's and its folder's permissions".to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> TlsError + '_ {
     move |source| TlsError::Io {
         path: path.to_path_buf(),
@@ -1871,6 +1899,28 @@ mod tests {
             error.to_string().contains("fedtwin certs init --dir"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_missing_file_says_how_to_make_it() {
+        let missing = |path: &str| {
+            TlsError::Io {
+                path: PathBuf::from(path),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            }
+            .to_string()
+        };
+        assert!(
+            missing("certs/ca.pem").ends_with("create the federation CA with `fedtwin certs init --dir certs` (or copy its ca.pem there)"),
+            "{}",
+            missing("certs/ca.pem")
+        );
+        assert!(
+            missing("pki/rti.key").contains("`fedtwin certs issue --dir pki --name rti`"),
+            "{}",
+            missing("pki/rti.key")
+        );
+        assert!(missing("x/revoked.txt").ends_with("; check the path"));
     }
 
     #[test]
