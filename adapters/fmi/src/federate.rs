@@ -789,6 +789,12 @@ impl LockStep<'_, '_> {
             |federate| publish(federate, config, objects, outputs, None),
         );
         if passed.is_err() && stop.load(Ordering::SeqCst) {
+            // Initialized already: terminated, it may finish its files as after a step.
+            let adapter = &mut *self.adapter;
+            adapter
+                .instance
+                .terminate()
+                .map_err(|e| adapter.fmi_error(e))?;
             return Err(AdapterError::Interrupted {
                 instance: config.instance.clone(),
                 time: config.start,

@@ -785,11 +785,19 @@ fn a_stop_at_the_start_barrier_ends_the_wait() {
 
     let waiting = lone_counter("").replace(
         "federation = \"lone-counter\"",
-        "federation = \"lone-barrier\"\nexpect = [\"lone\", \"ghost\"]",
+        "federation = \"lone-barrier\"\nfmu_logging = true\nexpect = [\"lone\", \"ghost\"]",
     );
     let chosen_there = waiting.replace("[step]\nsize = \"1ms\"\n", "");
     assert_ne!(waiting, chosen_there);
-    for text in [waiting, chosen_there] {
+    // With its step given, the FMU was initialized before the barrier: it is terminated.
+    for (text, initialized) in [(waiting, true), (chosen_there, false)] {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
         let stop = Arc::new(AtomicBool::new(false));
         let setter = thread::spawn({
             let stop = Arc::clone(&stop);
@@ -799,9 +807,18 @@ fn a_stop_at_the_start_barrier_ends_the_wait() {
             }
         });
         let rti = Connector::from(EmbeddedRti::start().unwrap());
-        let error = fedtwin_fmi::run_until(&config(&text), rti, |_, _| {}, &stop).unwrap_err();
+        let error = tracing::subscriber::with_default(subscriber, || {
+            fedtwin_fmi::run_until(&config(&text), rti, |_, _| {}, &stop)
+        })
+        .unwrap_err();
         setter.join().unwrap();
         assert!(matches!(error, AdapterError::Interrupted { .. }), "{error}");
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            log.contains("fmi2Terminate: simulation over"),
+            initialized,
+            "{log}"
+        );
     }
 }
 
