@@ -1525,6 +1525,46 @@ mod tests {
     }
 
     #[test]
+    fn refused_connections_beyond_the_rate_are_recorded_as_one_count() {
+        let path = std::env::temp_dir().join(format!(
+            "fedtwin-refusals-{}-{:?}.log",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let mut audit = Audit::new(AuditWriter::start(AuditLog::open(&path).unwrap()).unwrap());
+        let start = audit.window_start;
+        let refused = |i: usize| daemon_event(AuditKind::ConnectionRefused, format!("client {i}"));
+        for i in 0..30 {
+            audit.refused(start, refused(i));
+        }
+        // The next window opens with a count of the last one's rest, then records again.
+        audit.refused(start + REFUSALS_WINDOW, refused(30));
+        audit.summarize_refusals(start + REFUSALS_WINDOW * 3);
+        audit.writer.finish();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let details: Vec<&str> = text
+            .lines()
+            .map(|line| {
+                let (_, rest) = line.split_once("\"detail\":\"").unwrap();
+                rest.split_once('"').unwrap().0
+            })
+            .collect();
+        assert_eq!(details.len(), 22, "{text}");
+        assert_eq!(details[19], "client 19");
+        assert!(
+            details[20].starts_with(
+                "10 more connection(s) refused within 1s, not recorded one by one; the last: \
+                 client 29"
+            ),
+            "{}",
+            details[20]
+        );
+        assert_eq!(details[21], "client 30");
+    }
+
+    #[test]
     fn a_federate_that_leaves_too_much_unread_is_lost_naming_why() {
         let mut f = Fixture::new(Duration::from_secs(60), 1000);
         let mut ping = f.open(1, "ping");
