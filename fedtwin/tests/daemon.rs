@@ -323,7 +323,7 @@ async fn raw_exchange(
 /// one or as counts, none lost, and the daemon keeps serving.
 #[test]
 fn a_flood_of_refused_handshakes_is_audited_with_counts() {
-    const FLOOD: usize = 200;
+    const FLOOD: usize = 60;
     let scratch = Scratch::new("flood");
     let (certs, config) = federation_setup(&scratch);
     let daemon = Daemon::start(&config);
