@@ -527,6 +527,18 @@ impl<'c> Adapter<'c> {
         }
     }
 
+    /// Ends the FMU on a stop request (`fmi2Terminate`, so that it can finish its files): the
+    /// error the run then ends with, stopped at FMU time `time`.
+    fn interrupt(&mut self, time: SimTime) -> AdapterError {
+        match self.instance.terminate() {
+            Ok(()) => AdapterError::Interrupted {
+                instance: self.config.instance.clone(),
+                time,
+            },
+            Err(error) => self.fmi_error(error),
+        }
+    }
+
     fn federation_error(&self, source: FederateError) -> AdapterError {
         AdapterError::Federation {
             instance: self.config.instance.clone(),
@@ -666,15 +678,7 @@ impl LockStep<'_, '_> {
         while steps < total {
             let now = self.federate.time();
             if stop.load(Ordering::Relaxed) {
-                let adapter = &mut *self.adapter;
-                adapter
-                    .instance
-                    .terminate()
-                    .map_err(|e| adapter.fmi_error(e))?;
-                return Err(AdapterError::Interrupted {
-                    instance: config.instance.clone(),
-                    time: fmu_time(now),
-                });
+                return Err(self.adapter.interrupt(fmu_time(now)));
             }
             if !self.adapter.inputs.is_empty() {
                 let adapter = &mut *self.adapter;
@@ -790,15 +794,7 @@ impl LockStep<'_, '_> {
         );
         if passed.is_err() && stop.load(Ordering::SeqCst) {
             // Initialized already: terminated, it may finish its files as after a step.
-            let adapter = &mut *self.adapter;
-            adapter
-                .instance
-                .terminate()
-                .map_err(|e| adapter.fmi_error(e))?;
-            return Err(AdapterError::Interrupted {
-                instance: config.instance.clone(),
-                time: config.start,
-            });
+            return Err(self.adapter.interrupt(config.start));
         }
         passed.map_err(|e| self.adapter.federation_error(e))?;
         let deliveries = self
