@@ -747,8 +747,8 @@ impl std::io::Write for Captured {
     }
 }
 
-/// Runs `text` (a lone FMU's file) with the FMU's logging on; the summary and the log.
-fn run_logged(text: &str) -> (RunSummary, String) {
+/// What `run` returns, and what was logged on this thread meanwhile (debug and above).
+fn logged<T>(run: impl FnOnce() -> T) -> (T, String) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -756,15 +756,19 @@ fn run_logged(text: &str) -> (RunSummary, String) {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
+    let result = tracing::subscriber::with_default(subscriber, run);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    (result, log)
+}
+
+/// Runs `text` (a lone FMU's file) with the FMU's logging on; the summary and the log.
+fn run_logged(text: &str) -> (RunSummary, String) {
     let text = text.replace(
         "federation = \"lone-counter\"",
         "federation = \"lone-counter\"\nfmu_logging = true",
     );
-    let summary = tracing::subscriber::with_default(subscriber, || run_alone(&config(&text)))
-        .unwrap()
-        .0;
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    (summary, log)
+    let (run, log) = logged(|| run_alone(&config(&text)));
+    (run.unwrap().0, log)
 }
 
 /// The adapter ends a completed run with fmi2Terminate, so an FMU can finish its work (flush
@@ -791,13 +795,6 @@ fn a_stop_at_the_start_barrier_ends_the_wait() {
     assert_ne!(waiting, chosen_there);
     // With its step given, the FMU was initialized before the barrier: it is terminated.
     for (text, initialized) in [(waiting, true), (chosen_there, false)] {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
         let stop = Arc::new(AtomicBool::new(false));
         let setter = thread::spawn({
             let stop = Arc::clone(&stop);
@@ -807,13 +804,10 @@ fn a_stop_at_the_start_barrier_ends_the_wait() {
             }
         });
         let rti = Connector::from(EmbeddedRti::start().unwrap());
-        let error = tracing::subscriber::with_default(subscriber, || {
-            fedtwin_fmi::run_until(&config(&text), rti, |_, _| {}, &stop)
-        })
-        .unwrap_err();
+        let (run, log) = logged(|| fedtwin_fmi::run_until(&config(&text), rti, |_, _| {}, &stop));
         setter.join().unwrap();
+        let error = run.unwrap_err();
         assert!(matches!(error, AdapterError::Interrupted { .. }), "{error}");
-        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             log.contains("fmi2Terminate: simulation over"),
             initialized,
@@ -882,22 +876,14 @@ fn an_fmu_whose_partner_leaves_warns_that_its_inputs_hold() {
             "attribute = \"Spring.State.force\"",
             "attribute = \"Decay.State.x\"",
         );
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     let rti = Connector::from(EmbeddedRti::start().unwrap());
     let decay = config(&decay);
     let decay_rti = rti.clone();
     let decay = thread::spawn(move || fedtwin_fmi::run(&decay, decay_rti));
-    let mass =
-        tracing::subscriber::with_default(subscriber, || fedtwin_fmi::run(&config(&mass), rti))
-            .unwrap();
+    let (mass, log) = logged(|| fedtwin_fmi::run(&config(&mass), rti));
+    let mass = mass.unwrap();
     assert_eq!(decay.join().unwrap().unwrap().steps, 5);
     assert_eq!(mass.steps, 10);
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         log.contains("an object this FMU's inputs come from is gone"),
         "{log}"
