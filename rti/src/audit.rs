@@ -313,7 +313,7 @@ impl AuditLog {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_error)?;
 
-        let verified = verify_bytes(&bytes).inspect_err(|e| {
+        let (verified, _) = verify_bytes(&bytes, None).inspect_err(|e| {
             tracing::debug!(path = %path.display(), error = %e, "refusing to continue audit log");
         })?;
         tracing::debug!(
@@ -507,7 +507,7 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
         path: path.to_path_buf(),
         source,
     })?;
-    verify_bytes(&bytes)
+    verify_bytes(&bytes, None).map(|(verified, _)| verified)
 }
 
 /// Verifies the text of an audit log. An empty text is a valid log of 0 records; a final newline
@@ -518,12 +518,18 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
 /// [`AuditError::Malformed`] for the first line that is not a readable record,
 /// [`AuditError::BrokenChain`] for the first record that does not fit the chain.
 pub fn verify_text(text: &str) -> Result<Verified, AuditError> {
+    verify_finding(text, None).map(|(verified, _)| verified)
+}
+
+/// [`verify_text`], also giving the sequence number of the record whose hash is `anchor`.
+fn verify_finding(text: &str, anchor: Option<&str>) -> Result<(Verified, Option<u64>), AuditError> {
     let mut verified = Verified {
         records: 0,
         last_hash: GENESIS_HASH.to_owned(),
     };
+    let mut found = None;
     if text.is_empty() {
-        return Ok(verified);
+        return Ok((verified, found));
     }
     let body = text.strip_suffix('\n').unwrap_or(text);
 
@@ -569,10 +575,13 @@ pub fn verify_text(text: &str) -> Result<Verified, AuditError> {
             )));
         }
 
+        if anchor == Some(record.hash.as_str()) {
+            found = Some(record.sequence);
+        }
         verified.records = record.sequence;
         verified.last_hash = record.hash;
     }
-    Ok(verified)
+    Ok((verified, found))
 }
 
 /// Verifies a whole file as [`verify`] does and finds the record whose hash is `anchor`, a
@@ -588,25 +597,17 @@ pub fn verify_anchored(path: &Path, anchor: &str) -> Result<(Verified, u64), Aud
         path: path.to_path_buf(),
         source,
     })?;
-    let verified = verify_bytes(&bytes)?;
     let anchor = anchor.trim().to_ascii_lowercase();
-    // Verified: every line is a record, in order.
-    let text = String::from_utf8_lossy(&bytes);
-    let found = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Record>(line).ok())
-        .find(|record| record.hash == anchor)
-        .map(|record| record.sequence);
-    match found {
-        Some(sequence) => Ok((verified, sequence)),
-        None => Err(AuditError::AnchorMissing { anchor }),
+    match verify_bytes(&bytes, Some(&anchor))? {
+        (verified, Some(sequence)) => Ok((verified, sequence)),
+        (_, None) => Err(AuditError::AnchorMissing { anchor }),
     }
 }
 
 /// Verifies raw file contents, reporting invalid UTF-8 with its line number.
-fn verify_bytes(bytes: &[u8]) -> Result<Verified, AuditError> {
+fn verify_bytes(bytes: &[u8], anchor: Option<&str>) -> Result<(Verified, Option<u64>), AuditError> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => verify_text(text),
+        Ok(text) => verify_finding(text, anchor),
         Err(e) => Err(AuditError::Malformed {
             line: fedtwin_core::line_at(bytes, e.valid_up_to()) as u64,
             message: "not valid UTF-8".to_owned(),
