@@ -201,7 +201,7 @@ pub async fn serve(
         );
     }
 
-    let audit = match &config.audit {
+    let mut audit = match &config.audit {
         Some(path) => Some(Audit::new(AuditWriter::start(AuditLog::open(path)?)?)),
         None => None,
     };
@@ -221,12 +221,10 @@ pub async fn serve(
              anything; only the admin role may administer"
         );
     }
-    if let Some(audit) = &audit {
-        audit.record(daemon_event(
-            AuditKind::DaemonStart,
-            format!("listening on {address}"),
-        ));
-    }
+    record(
+        &mut audit,
+        daemon_event(AuditKind::DaemonStart, format!("listening on {address}")),
+    );
     info!(%address, "RTI listening");
 
     let mut engine = match config.policy.clone() {
@@ -826,12 +824,14 @@ impl Sessions {
             }
             unread.dedup();
             for id in unread {
-                if let Some((_, writer)) = self.sessions.get(&id).and_then(|s| s.link.as_ref()) {
+                if let Some(session) = self.sessions.get(&id)
+                    && let Some((_, writer)) = &session.link
+                {
                     let reason = format!(
                         "it left {} messages unread (stuck, or too slow a link)",
                         writer.limit
                     );
-                    warn!(identity = %self.sessions[&id].identity, "{reason}; closing its connection");
+                    warn!(identity = %session.identity, "{reason}; closing its connection");
                     writer.close(close_code::UNREAD, &reason);
                     self.end(id);
                     engine.lose(now, id, &reason);
@@ -1189,11 +1189,7 @@ impl Outgoing {
 
 fn record(audit: &mut Option<Audit>, event: AuditEvent) {
     if let Some(audit) = audit {
-        if event.kind == AuditKind::ConnectionRefused {
-            audit.refused(Instant::now(), event);
-        } else {
-            audit.record(event);
-        }
+        audit.record(event);
     }
 }
 
@@ -1224,8 +1220,13 @@ impl Audit {
         }
     }
 
-    fn record(&self, event: AuditEvent) {
-        self.writer.record(event);
+    /// Queues `event`; a refused connection only within the window's share.
+    fn record(&mut self, event: AuditEvent) {
+        if event.kind == AuditKind::ConnectionRefused {
+            self.refused(Instant::now(), event);
+        } else {
+            self.writer.record(event);
+        }
     }
 
     fn refused(&mut self, now: Instant, event: AuditEvent) {
